@@ -1,0 +1,439 @@
+//! `bitlogic._native`: the Python face of the `bitlogic` crate.
+//!
+//! This crate only converts types, releases the GIL around evaluation and file I/O, and maps errors to Python
+//! exceptions; every rule about networks and inputs lives in the core crate.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bitlogic::{
+    BinaryLayer, BitOrder, Encoder, Error, EvalOptions, GateLayer, Input, Isa, Layer, LayerKind, LutLayer, Matrix,
+    Network, ThresholdEncoder,
+};
+use numpy::ndarray::{Array2, ArrayView2};
+use numpy::{
+    dtype, Element, IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1,
+    PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+create_exception!(bitlogic, BitlogicError, PyValueError, "Base class of the errors bitlogic raises.");
+create_exception!(bitlogic, FormatError, BitlogicError, "A network file is malformed or of an unsupported version.");
+create_exception!(bitlogic, InputError, BitlogicError, "An array does not fit what the network expects.");
+
+fn to_py(error: Error) -> PyErr {
+    let message = error.to_string();
+    match error {
+        Error::Format(_) | Error::Version { .. } => FormatError::new_err(message),
+        Error::Input(_) | Error::Network(_) => InputError::new_err(message),
+        Error::Setting(_) => BitlogicError::new_err(message),
+        Error::Io { source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(message),
+            std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(message),
+            _ => PyOSError::new_err(message),
+        },
+    }
+}
+
+/// A compiled network: immutable, shared freely between Python threads.
+#[pyclass(name = "Network", module = "bitlogic._native", frozen)]
+struct PyNetwork {
+    inner: Arc<Network>,
+}
+
+impl PyNetwork {
+    fn wrap(network: Network) -> Self {
+        Self { inner: Arc::new(network) }
+    }
+}
+
+/// A numpy array viewed as a strided `Matrix`, copied first only when its strides are negative.
+enum View<'py, T: Element> {
+    Borrowed(PyReadonlyArray2<'py, T>),
+    Copied(Array2<T>),
+}
+
+impl<'py, T: Element + Copy> View<'py, T> {
+    fn new(array: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let array: PyReadonlyArray2<'py, T> = array.extract()?;
+        let view = array.as_array();
+        if view.strides().iter().all(|&s| s >= 0) {
+            Ok(View::Borrowed(array))
+        } else {
+            Ok(View::Copied(view.as_standard_layout().into_owned()))
+        }
+    }
+
+    fn matrix(&self) -> Result<Matrix<'_, T>, Error> {
+        let view: ArrayView2<'_, T> = match self {
+            View::Borrowed(array) => array.as_array(),
+            View::Copied(array) => array.view(),
+        };
+        let (rows, cols) = view.dim();
+        let strides = view.strides();
+        let (row_stride, col_stride) = (strides[0] as usize, strides[1] as usize);
+        let len = if rows == 0 || cols == 0 { 0 } else { (rows - 1) * row_stride + (cols - 1) * col_stride + 1 };
+        // SAFETY: the strides are non-negative, so elements (0,0) ..= (rows-1, cols-1) lie in this span of the
+        // array's buffer, which the readonly borrow (or the owned copy) keeps alive and unaliased by Rust writers.
+        let data = unsafe { std::slice::from_raw_parts(view.as_ptr(), len) };
+        Matrix::new(data, rows, cols, row_stride, col_stride)
+    }
+}
+
+/// Bool arrays are read as their bytes (numpy stores a bool in one byte), never as Rust `bool`, so a byte other than
+/// 0 or 1 is reported instead of being undefined behaviour.
+enum Features<'py> {
+    F32(View<'py, f32>),
+    F64(View<'py, f64>),
+    U8(View<'py, u8>),
+    Bool(View<'py, u8>),
+}
+
+impl<'py> Features<'py> {
+    fn new(x: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let py = x.py();
+        let Ok(array) = x.downcast::<PyUntypedArray>() else {
+            return Err(InputError::new_err(format!(
+                "expected a numpy array, got {}",
+                x.get_type().name().map_or_else(|_| "an object".to_string(), |n| n.to_string())
+            )));
+        };
+        if array.ndim() != 2 {
+            return Err(InputError::new_err(format!(
+                "expected a 2-dimensional array of shape [samples, inputs], got shape {:?}",
+                array.shape()
+            )));
+        }
+        let d = array.dtype();
+        if d.is_equiv_to(&dtype::<f32>(py)) {
+            Ok(Features::F32(View::new(x)?))
+        } else if d.is_equiv_to(&dtype::<f64>(py)) {
+            Ok(Features::F64(View::new(x)?))
+        } else if d.is_equiv_to(&dtype::<u8>(py)) {
+            Ok(Features::U8(View::new(x)?))
+        } else if d.is_equiv_to(&dtype::<bool>(py)) {
+            Ok(Features::Bool(View::new(&x.call_method1("view", (dtype::<u8>(py),))?)?))
+        } else {
+            Err(InputError::new_err(format!(
+                "expected a float32, float64, uint8 or bool array, got dtype {}",
+                d.str().map_or_else(|_| "?".to_string(), |s| s.to_string())
+            )))
+        }
+    }
+
+    fn input(&self) -> Result<Input<'_>, Error> {
+        Ok(match self {
+            Features::F32(v) => Input::F32(v.matrix()?),
+            Features::F64(v) => Input::F64(v.matrix()?),
+            Features::U8(v) => Input::U8(v.matrix()?),
+            Features::Bool(v) => Input::Bits(v.matrix()?),
+        })
+    }
+}
+
+fn options(threads: Option<usize>, isa: Option<&str>) -> PyResult<EvalOptions> {
+    let isa = isa.map(Isa::from_name).transpose().map_err(to_py)?;
+    Ok(EvalOptions { threads, isa })
+}
+
+fn rows_of(x: &Features<'_>) -> PyResult<usize> {
+    Ok(x.input().map_err(to_py)?.rows())
+}
+
+#[pymethods]
+impl PyNetwork {
+    /// Reads a network file.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        py.allow_threads(|| Network::load(&path)).map(Self::wrap).map_err(to_py)
+    }
+
+    /// Parses the bytes of a network file.
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        py.allow_threads(|| Network::from_bytes(data)).map(Self::wrap).map_err(to_py)
+    }
+
+    /// The bytes of the network file.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py.allow_threads(|| self.inner.to_bytes()).map_err(to_py)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Writes the network file atomically.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.allow_threads(|| self.inner.save(&path)).map_err(to_py)
+    }
+
+    /// Builds a network from its parts; see `bitlogic.Network.from_arrays`.
+    #[staticmethod]
+    #[pyo3(signature = (num_input_bits, thresholds, bit_order, layers, num_classes, tau, info=None))]
+    fn from_parts(
+        num_input_bits: Option<usize>,
+        thresholds: Option<PyReadonlyArray2<'_, f32>>,
+        bit_order: &str,
+        layers: &Bound<'_, PyList>,
+        num_classes: usize,
+        tau: f64,
+        info: Option<BTreeMap<String, String>>,
+    ) -> PyResult<Self> {
+        let encoder = match (num_input_bits, thresholds) {
+            (Some(n), None) => Encoder::bits(n),
+            (None, Some(t)) => {
+                let order = match bit_order {
+                    "feature_major" => BitOrder::FeatureMajor,
+                    "threshold_major" => BitOrder::ThresholdMajor,
+                    other => {
+                        return Err(InputError::new_err(format!(
+                            "bit_order: expected 'feature_major' or 'threshold_major', got {other:?}"
+                        )))
+                    }
+                };
+                let t = t.as_array();
+                let (f, k) = t.dim();
+                ThresholdEncoder::new(f, k, order, t.iter().copied().collect()).map(Encoder::Thresholds)
+            }
+            _ => return Err(InputError::new_err("give exactly one of num_input_bits and thresholds")),
+        }
+        .map_err(to_py)?;
+        let mut parts = Vec::with_capacity(layers.len());
+        let mut width = encoder.num_bits();
+        for (i, item) in layers.iter().enumerate() {
+            let (kind, first, second): (String, Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+            let layer = layer_from_arrays(&kind, &first, &second, width)
+                .map_err(|e| InputError::new_err(format!("layer {i} ({kind}): {e}")))?;
+            width = layer.width();
+            parts.push(layer);
+        }
+        let network = Network::new(encoder, parts, num_classes, tau).map_err(to_py)?;
+        Ok(Self::wrap(network.with_info(info.unwrap_or_default())))
+    }
+
+    /// The encoder as `("bits", num_inputs)` or `("thresholds", thresholds [F, T] float32, bit_order)`.
+    fn encoder_parts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        match self.inner.encoder() {
+            Encoder::Bits { num_inputs } => ("bits", *num_inputs).into_pyobject(py),
+            Encoder::Thresholds(t) => {
+                let array = Array2::from_shape_vec((t.num_features(), t.per_feature()), t.thresholds().to_vec())
+                    .expect("thresholds hold F x T values");
+                ("thresholds", array.into_pyarray(py), t.bit_order().name()).into_pyobject(py)
+            }
+        }
+    }
+
+    /// The layers as `(kind, array, array)` tuples with unpacked tables and weights.
+    fn layer_parts<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        let mut out = Vec::with_capacity(self.inner.layers().len());
+        for layer in self.inner.layers() {
+            let tuple = match layer {
+                Layer::Gates(l) => {
+                    let wires: Vec<u32> = l.inputs().iter().flatten().copied().collect();
+                    let wires = Array2::from_shape_vec((l.width(), 2), wires).expect("two wires per gate");
+                    ("gates", wires.into_pyarray(py), l.ops().to_vec().into_pyarray(py)).into_pyobject(py)?
+                }
+                Layer::Luts(l) => {
+                    let wires = Array2::from_shape_vec((l.width(), l.arity()), l.inputs().to_vec())
+                        .expect("arity wires per table");
+                    let tables = Array2::from_shape_vec((l.width(), 1 << l.arity()), l.unpacked_tables())
+                        .expect("2^arity entries per table");
+                    ("luts", wires.into_pyarray(py), tables.into_pyarray(py)).into_pyobject(py)?
+                }
+                Layer::Binary(l) => {
+                    let weights = Array2::from_shape_vec((l.width(), l.num_inputs()), l.unpacked_weights())
+                        .expect("one weight per input per output");
+                    ("binary", weights.into_pyarray(py), l.thresholds().to_vec().into_pyarray(py)).into_pyobject(py)?
+                }
+            };
+            out.push(tuple);
+        }
+        Ok(out)
+    }
+
+    /// Class scores, int32 `[N, num_classes]`.
+    #[pyo3(signature = (x, threads=None, isa=None))]
+    fn scores<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        threads: Option<usize>,
+        isa: Option<&str>,
+    ) -> PyResult<Bound<'py, PyArray2<i32>>> {
+        let options = options(threads, isa)?;
+        let features = Features::new(x)?;
+        let out = PyArray2::<i32>::zeros(py, [rows_of(&features)?, self.inner.num_classes()], false);
+        {
+            let mut guard = out.readwrite();
+            let slice = guard.as_slice_mut().expect("a new array is contiguous");
+            let input = features.input().map_err(to_py)?;
+            py.allow_threads(|| self.inner.scores_into(input, slice, &options)).map_err(to_py)?;
+        }
+        Ok(out)
+    }
+
+    /// Predicted classes, int64 `[N]`.
+    #[pyo3(signature = (x, threads=None, isa=None))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        threads: Option<usize>,
+        isa: Option<&str>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let options = options(threads, isa)?;
+        let features = Features::new(x)?;
+        let out = PyArray1::<i64>::zeros(py, [rows_of(&features)?], false);
+        {
+            let mut guard = out.readwrite();
+            let slice = guard.as_slice_mut().expect("a new array is contiguous");
+            let input = features.input().map_err(to_py)?;
+            py.allow_threads(|| self.inner.predict_into(input, slice, &options)).map_err(to_py)?;
+        }
+        Ok(out)
+    }
+
+    /// Counts of gates, tables and weights, depth and size.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let dict = PyDict::new(py);
+        dict.set_item("num_inputs", s.num_inputs)?;
+        dict.set_item("num_input_bits", s.num_input_bits)?;
+        dict.set_item("num_classes", s.num_classes)?;
+        dict.set_item("gates", s.gates)?;
+        dict.set_item("luts", s.luts)?;
+        dict.set_item("binary_weights", s.binary_weights)?;
+        dict.set_item("depth", s.depth)?;
+        dict.set_item("bytes", s.bytes)?;
+        Ok(dict)
+    }
+
+    #[getter]
+    fn num_inputs(&self) -> usize {
+        self.inner.num_inputs()
+    }
+    #[getter]
+    fn num_input_bits(&self) -> usize {
+        self.inner.num_input_bits()
+    }
+    #[getter]
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+    #[getter]
+    fn tau(&self) -> f64 {
+        self.inner.tau()
+    }
+    #[getter]
+    fn info(&self) -> BTreeMap<String, String> {
+        self.inner.info().clone()
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.downcast::<PyNetwork>().is_ok_and(|o| *o.get().inner == *self.inner)
+    }
+}
+
+fn layer_from_arrays(
+    kind: &str,
+    first: &Bound<'_, PyAny>,
+    second: &Bound<'_, PyAny>,
+    input_width: usize,
+) -> PyResult<Layer> {
+    let layer = match kind {
+        "gates" => {
+            let wires: PyReadonlyArray2<'_, u32> = first.extract()?;
+            let ops: PyReadonlyArray1<'_, u8> = second.extract()?;
+            let wires = wires.as_array();
+            if wires.ncols() != 2 {
+                return Err(InputError::new_err(format!("inputs: expected shape [G, 2], got {:?}", wires.shape())));
+            }
+            let pairs = wires.rows().into_iter().map(|r| [r[0], r[1]]).collect();
+            GateLayer::new(pairs, ops.as_array().to_vec()).map(Layer::Gates)
+        }
+        "luts" => {
+            let wires: PyReadonlyArray2<'_, u32> = first.extract()?;
+            let tables: PyReadonlyArray2<'_, u8> = second.extract()?;
+            let (wires, tables) = (wires.as_array(), tables.as_array());
+            let arity = wires.ncols();
+            if tables.nrows() != wires.nrows() || arity > 16 || tables.ncols() != 1 << arity {
+                return Err(InputError::new_err(format!(
+                    "tables: expected shape [{}, 2^{arity}], got {:?}",
+                    wires.nrows(),
+                    tables.shape()
+                )));
+            }
+            let entries: Vec<u8> = tables.iter().copied().collect();
+            LutLayer::from_unpacked(arity, wires.iter().copied().collect(), &entries).map(Layer::Luts)
+        }
+        "binary" => {
+            let weights: PyReadonlyArray2<'_, u8> = first.extract()?;
+            let thresholds: PyReadonlyArray1<'_, i32> = second.extract()?;
+            let weights = weights.as_array();
+            if weights.ncols() != input_width {
+                return Err(InputError::new_err(format!(
+                    "weights: expected shape [O, {input_width}] (one column per input bit), got {:?}",
+                    weights.shape()
+                )));
+            }
+            let bits: Vec<u8> = weights.iter().copied().collect();
+            BinaryLayer::from_unpacked(input_width, &bits, thresholds.as_array().to_vec()).map(Layer::Binary)
+        }
+        other => {
+            return Err(InputError::new_err(format!("unknown layer kind {other:?}; expected gates, luts or binary")))
+        }
+    };
+    layer.map_err(to_py)
+}
+
+/// A random network over `num_inputs` input bits, for tests and benchmarks.
+#[pyfunction]
+#[pyo3(signature = (num_inputs, widths, num_classes, kind="gates", n=6, seed=0))]
+fn random_network(
+    py: Python<'_>,
+    num_inputs: usize,
+    widths: Vec<usize>,
+    num_classes: usize,
+    kind: &str,
+    n: usize,
+    seed: u64,
+) -> PyResult<PyNetwork> {
+    let kind = match kind {
+        "gates" => LayerKind::Gates,
+        "luts" => LayerKind::Luts { arity: n },
+        "binary" => LayerKind::Binary,
+        other => return Err(InputError::new_err(format!("kind: expected 'gates', 'luts' or 'binary', got {other:?}"))),
+    };
+    py.allow_threads(|| bitlogic::random_network(num_inputs, &widths, num_classes, kind, seed))
+        .map(PyNetwork::wrap)
+        .map_err(to_py)
+}
+
+/// Names of the instruction-set paths this CPU supports, slowest first.
+#[pyfunction]
+fn supported_isas() -> Vec<&'static str> {
+    Isa::supported().into_iter().map(Isa::name).collect()
+}
+
+/// The path used when none is asked for (`BITLOGIC_ISA` or the fastest supported).
+#[pyfunction]
+fn default_isa() -> PyResult<&'static str> {
+    Isa::default_for_machine().map(Isa::name).map_err(to_py)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("FORMAT_VERSION", bitlogic::FORMAT_VERSION)?;
+    m.add("BitlogicError", py.get_type::<BitlogicError>())?;
+    m.add("FormatError", py.get_type::<FormatError>())?;
+    m.add("InputError", py.get_type::<InputError>())?;
+    m.add_class::<PyNetwork>()?;
+    m.add_function(wrap_pyfunction!(random_network, m)?)?;
+    m.add_function(wrap_pyfunction!(supported_isas, m)?)?;
+    m.add_function(wrap_pyfunction!(default_isa, m)?)?;
+    Ok(())
+}

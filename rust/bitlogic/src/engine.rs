@@ -1,0 +1,315 @@
+//! Batch evaluation: splits the samples into blocks, evaluates blocks on rayon threads, and dispatches at run time
+//! to the best instruction set the CPU has.
+//!
+//! Every instruction-set path runs the same generic code (see `kernels`), compiled with different target features,
+//! so they agree bit for bit; `BITLOGIC_ISA` (or [`EvalOptions::isa`]) forces one for testing and comparison.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::input::{Encoding, Input};
+use crate::kernels::{self, Scratch};
+use crate::network::{Layer, Network};
+
+/// An instruction-set path of the evaluator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Plain Rust compiled for the crate's baseline target (SSE2 on x86-64, NEON on aarch64).
+    Portable,
+    /// x86-64 with AVX2, BMI2 and POPCNT.
+    Avx2,
+    /// x86-64 with AVX-512 (F, BW, VL, VPOPCNTDQ).
+    Avx512,
+}
+
+impl Isa {
+    /// Every path, slowest first.
+    pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512];
+
+    /// The name used by `BITLOGIC_ISA`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Parses a name of [`Isa::name`].
+    pub fn from_name(name: &str) -> Result<Isa> {
+        Isa::ALL.into_iter().find(|isa| isa.name() == name.trim().to_ascii_lowercase()).ok_or_else(|| {
+            Error::Setting(format!("unknown instruction set {name:?}; expected one of portable, avx2, avx512"))
+        })
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("bmi2")
+                    && is_x86_feature_detected!("popcnt")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vpopcntdq")
+                    && is_x86_feature_detected!("popcnt")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The paths this CPU supports.
+    pub fn supported() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|isa| isa.is_supported()).collect()
+    }
+
+    /// The path used when none is asked for: `BITLOGIC_ISA` if set, else the fastest supported one.
+    pub fn default_for_machine() -> Result<Isa> {
+        static CHOSEN: OnceLock<std::result::Result<Isa, String>> = OnceLock::new();
+        CHOSEN
+            .get_or_init(|| match std::env::var("BITLOGIC_ISA") {
+                Ok(name) => Isa::from_name(&name).and_then(Isa::check).map_err(|e| format!("BITLOGIC_ISA: {e}")),
+                Err(_) => Ok(*Isa::supported().last().unwrap_or(&Isa::Portable)),
+            })
+            .clone()
+            .map_err(Error::Setting)
+    }
+
+    fn check(self) -> Result<Isa> {
+        if self.is_supported() {
+            Ok(self)
+        } else {
+            Err(Error::Setting(format!("this CPU does not support the {} instruction set", self.name())))
+        }
+    }
+}
+
+/// How to evaluate a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvalOptions {
+    /// Threads to use: `None` uses rayon's global pool (one thread per core); `Some(1)` runs on the calling thread.
+    pub threads: Option<usize>,
+    /// Instruction-set path: `None` uses [`Isa::default_for_machine`].
+    pub isa: Option<Isa>,
+}
+
+/// Samples per block on large batches: 8 words of 64. A block's two bit buffers for a 8000-wide layer then take
+/// 1 MiB, which stays in a core's L2 cache.
+const WIDE: usize = 8;
+/// Batches smaller than this use 64-sample blocks, so a small batch does not pay for a full wide block.
+const WIDE_MIN_SAMPLES: usize = 64 * WIDE;
+
+impl Network {
+    /// Class scores (GroupSum popcounts), sample-major: `out[i * num_classes + c]` for sample `i`, class `c`.
+    pub fn scores(&self, input: Input<'_>, options: &EvalOptions) -> Result<Vec<i32>> {
+        let mut out = vec![0; input.rows() * self.num_classes()];
+        self.scores_into(input, &mut out, options)?;
+        Ok(out)
+    }
+
+    /// [`Network::scores`] into a caller's buffer of `rows * num_classes` values.
+    pub fn scores_into(&self, input: Input<'_>, out: &mut [i32], options: &EvalOptions) -> Result<()> {
+        let k = self.num_classes();
+        self.evaluate(input, out, k, options, |scores, out| out.copy_from_slice(scores))
+    }
+
+    /// Predicted classes: the index of the largest score, ties going to the lowest class index.
+    pub fn predict(&self, input: Input<'_>, options: &EvalOptions) -> Result<Vec<i64>> {
+        let mut out = vec![0; input.rows()];
+        self.predict_into(input, &mut out, options)?;
+        Ok(out)
+    }
+
+    /// [`Network::predict`] into a caller's buffer of `rows` values.
+    pub fn predict_into(&self, input: Input<'_>, out: &mut [i64], options: &EvalOptions) -> Result<()> {
+        let k = self.num_classes();
+        self.evaluate(input, out, 1, options, |scores, out| {
+            for (label, row) in out.iter_mut().zip(scores.chunks_exact(k)) {
+                *label = argmax(row) as i64;
+            }
+        })
+    }
+
+    /// Evaluates every block and hands its scores to `finish` with the block's slice of `out` (`per_sample` values
+    /// for each sample).
+    fn evaluate<T: Send>(
+        &self,
+        input: Input<'_>,
+        out: &mut [T],
+        per_sample: usize,
+        options: &EvalOptions,
+        finish: impl Fn(&[i32], &mut [T]) + Sync,
+    ) -> Result<()> {
+        let encoding = Encoding::new(self.encoder(), input)?;
+        let rows = encoding.rows();
+        if out.len() != rows * per_sample {
+            return Err(Error::Input(format!(
+                "output buffer has {} values, expected {rows} x {per_sample}",
+                out.len()
+            )));
+        }
+        let isa = match options.isa {
+            Some(isa) => isa.check()?,
+            None => Isa::default_for_machine()?,
+        };
+        let pool = match options.threads {
+            Some(0) => return Err(Error::Setting("threads must be at least 1".into())),
+            Some(1) => None,
+            Some(n) => Some(thread_pool(n)?),
+            None => Some(Arc::clone(global_pool())),
+        };
+        if rows >= WIDE_MIN_SAMPLES {
+            self.run_blocks::<WIDE, T>(&encoding, out, per_sample, isa, pool.as_deref(), &finish)
+        } else {
+            self.run_blocks::<1, T>(&encoding, out, per_sample, isa, pool.as_deref(), &finish)
+        }
+    }
+
+    fn run_blocks<const W: usize, T: Send>(
+        &self,
+        encoding: &Encoding<'_>,
+        out: &mut [T],
+        per_sample: usize,
+        isa: Isa,
+        pool: Option<&rayon::ThreadPool>,
+        finish: &(impl Fn(&[i32], &mut [T]) + Sync),
+    ) -> Result<()> {
+        let block = 64 * W;
+        let rows = encoding.rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        let new_scratch = || {
+            let max_binary = self
+                .layers()
+                .iter()
+                .filter_map(|l| if let Layer::Binary(b) = l { Some(b.num_inputs()) } else { None })
+                .max()
+                .unwrap_or(0);
+            Scratch::<W>::new(self.max_width(), max_binary, self.num_classes())
+        };
+        let run = |scratch: &mut Scratch<W>, (index, out): (usize, &mut [T])| {
+            let start = index * block;
+            let valid = (rows - start).min(block);
+            evaluate_block(isa, self, encoding, start, valid, scratch)?;
+            finish(&scratch.scores[..valid * self.num_classes()], out);
+            Ok::<(), Error>(())
+        };
+        let chunk = block * per_sample;
+        match pool {
+            Some(pool) if rows > block => {
+                pool.install(|| out.par_chunks_mut(chunk).enumerate().try_for_each_init(new_scratch, run))
+            }
+            _ => {
+                let mut scratch = new_scratch();
+                out.chunks_mut(chunk).enumerate().try_for_each(|item| run(&mut scratch, item))
+            }
+        }
+    }
+}
+
+/// Index of the largest value; the first one on ties.
+#[inline]
+fn argmax(scores: &[i32]) -> usize {
+    let mut best = 0;
+    for (c, &s) in scores.iter().enumerate().skip(1) {
+        if s > scores[best] {
+            best = c;
+        }
+    }
+    best
+}
+
+fn evaluate_block<const W: usize>(
+    isa: Isa,
+    net: &Network,
+    encoding: &Encoding<'_>,
+    start: usize,
+    valid: usize,
+    scratch: &mut Scratch<W>,
+) -> Result<()> {
+    match isa {
+        // SAFETY: `evaluate` only passes an ISA after `Isa::check` confirmed the CPU supports it.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { block_avx512(net, encoding, start, valid, scratch) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { block_avx2(net, encoding, start, valid, scratch) },
+        _ => block_generic(net, encoding, start, valid, scratch),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx2,bmi2,popcnt")]
+unsafe fn block_avx512<const W: usize>(
+    net: &Network,
+    encoding: &Encoding<'_>,
+    start: usize,
+    valid: usize,
+    scratch: &mut Scratch<W>,
+) -> Result<()> {
+    block_generic(net, encoding, start, valid, scratch)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi2,popcnt")]
+unsafe fn block_avx2<const W: usize>(
+    net: &Network,
+    encoding: &Encoding<'_>,
+    start: usize,
+    valid: usize,
+    scratch: &mut Scratch<W>,
+) -> Result<()> {
+    block_generic(net, encoding, start, valid, scratch)
+}
+
+#[inline(always)]
+fn block_generic<const W: usize>(
+    net: &Network,
+    encoding: &Encoding<'_>,
+    start: usize,
+    valid: usize,
+    scratch: &mut Scratch<W>,
+) -> Result<()> {
+    encoding.encode(start, &mut scratch.front)?;
+    let width = kernels::layers(net.layers(), net.num_input_bits(), scratch);
+    kernels::group_sum(&scratch.front[..width], net.num_classes(), valid, &mut scratch.scores);
+    Ok(())
+}
+
+fn global_pool() -> &'static Arc<rayon::ThreadPool> {
+    static POOL: OnceLock<Arc<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Arc::new(build_pool(threads).expect("a thread pool of the machine's core count can be built"))
+    })
+}
+
+/// Pools for explicit thread counts are built once and kept, so a loop of small calls does not pay for thread start.
+fn thread_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(pool) = pools.get(&threads) {
+        return Ok(Arc::clone(pool));
+    }
+    let pool = Arc::new(build_pool(threads)?);
+    pools.insert(threads, Arc::clone(&pool));
+    Ok(pool)
+}
+
+fn build_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("bitlogic-{i}"))
+        .build()
+        .map_err(|e| Error::Setting(format!("cannot start {threads} threads: {e}")))
+}

@@ -1,0 +1,380 @@
+//! Reading and writing network files (docs/FORMAT.md): a safetensors container whose metadata holds a JSON
+//! description and whose tensors hold wires, op codes, tables and weights.
+//!
+//! The reader trusts nothing: the safetensors layer checks that every tensor lies inside the file, the description is
+//! parsed strictly (unknown keys and kinds are errors), every expected shape is computed from the description and
+//! compared with the tensor *before* anything is allocated, and the network constructors check every value.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::network::{BinaryLayer, BitOrder, Encoder, GateLayer, Layer, LutLayer, Network, ThresholdEncoder};
+
+/// Value of the `format` metadata key.
+pub const FORMAT_NAME: &str = "bitlogic";
+/// The format version this crate writes and reads (any 1.x is read).
+pub const FORMAT_VERSION: &str = "1.0";
+const MAJOR_VERSION: u64 = 1;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Description {
+    encoder: EncoderDesc,
+    layers: Vec<LayerDesc>,
+    head: HeadDesc,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    info: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum EncoderDesc {
+    Bits { num_inputs: u32 },
+    Thresholds { num_features: u32, thresholds_per_feature: u32, bit_order: BitOrderDesc },
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum BitOrderDesc {
+    FeatureMajor,
+    ThresholdMajor,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum LayerDesc {
+    Gates { width: u32, sources: Vec<u32> },
+    Luts { width: u32, arity: u32, sources: Vec<u32> },
+    Binary { width: u32, sources: Vec<u32> },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum HeadDesc {
+    GroupSum { num_classes: u32, tau: f64 },
+}
+
+impl Network {
+    /// Reads a network file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Network> {
+        let path = path.as_ref();
+        let bytes = fs::read(path)
+            .map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
+        Network::from_bytes(&bytes)
+    }
+
+    /// Parses the bytes of a network file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Network> {
+        // `read_metadata` checks that every tensor's offsets lie inside the buffer and match its dtype and shape.
+        let (header_len, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| Error::Format(format!("not a safetensors container: {e}")))?;
+        let data = &bytes[8 + header_len..];
+        let metadata = header.metadata().as_ref().ok_or_else(|| {
+            Error::Format("the container has no __metadata__; is this a bitlogic network file?".into())
+        })?;
+        let description = read_description(metadata)?;
+        let mut tensors = Tensors { header: &header, data, used: 0 };
+        let network = build(description, &mut tensors)?;
+        let present = header.tensors();
+        if tensors.used != present.len() {
+            let mut names: Vec<&str> = present.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            return Err(Error::Format(format!(
+                "the file holds {} tensors but the description uses {}; tensors present: {}",
+                present.len(),
+                tensors.used,
+                names.join(", ")
+            )));
+        }
+        Ok(network)
+    }
+
+    /// Serializes the network into the bytes of a network file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        let encoder = match &self.encoder() {
+            Encoder::Bits { num_inputs } => EncoderDesc::Bits { num_inputs: *num_inputs as u32 },
+            Encoder::Thresholds(t) => {
+                buffers.push((
+                    "encoder.thresholds".into(),
+                    Dtype::F32,
+                    vec![t.num_features(), t.per_feature()],
+                    t.thresholds().iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ));
+                EncoderDesc::Thresholds {
+                    num_features: t.num_features() as u32,
+                    thresholds_per_feature: t.per_feature() as u32,
+                    bit_order: match t.bit_order() {
+                        BitOrder::FeatureMajor => BitOrderDesc::FeatureMajor,
+                        BitOrder::ThresholdMajor => BitOrderDesc::ThresholdMajor,
+                    },
+                }
+            }
+        };
+        let mut layers = Vec::with_capacity(self.layers().len());
+        for (i, layer) in self.layers().iter().enumerate() {
+            let width = layer.width() as u32;
+            let sources = vec![i as u32];
+            let name = |suffix: &str| format!("layers.{i}.{suffix}");
+            match layer {
+                Layer::Gates(l) => {
+                    let wires = l.inputs().iter().flatten().flat_map(|w| w.to_le_bytes()).collect();
+                    buffers.push((name("inputs"), Dtype::U32, vec![l.width(), 2], wires));
+                    buffers.push((name("ops"), Dtype::U8, vec![l.width()], l.ops().to_vec()));
+                    layers.push(LayerDesc::Gates { width, sources });
+                }
+                Layer::Luts(l) => {
+                    let wires = l.inputs().iter().flat_map(|w| w.to_le_bytes()).collect();
+                    buffers.push((name("inputs"), Dtype::U32, vec![l.width(), l.arity()], wires));
+                    let row_bytes = (1usize << l.arity()).div_ceil(8);
+                    let words = LutLayer::words_per_table(l.arity());
+                    let tables = pack_rows(l.tables(), words, row_bytes);
+                    buffers.push((name("tables"), Dtype::U8, vec![l.width(), row_bytes], tables));
+                    layers.push(LayerDesc::Luts { width, arity: l.arity() as u32, sources });
+                }
+                Layer::Binary(l) => {
+                    let row_bytes = l.num_inputs().div_ceil(8);
+                    let weights = pack_rows(l.weights(), l.words_per_row(), row_bytes);
+                    buffers.push((name("weights"), Dtype::U8, vec![l.width(), row_bytes], weights));
+                    let thresholds = l.thresholds().iter().flat_map(|t| t.to_le_bytes()).collect();
+                    buffers.push((name("thresholds"), Dtype::I32, vec![l.width()], thresholds));
+                    layers.push(LayerDesc::Binary { width, sources });
+                }
+            }
+        }
+        let description = Description {
+            encoder,
+            layers,
+            head: HeadDesc::GroupSum { num_classes: self.num_classes() as u32, tau: self.tau() },
+            info: self.info().clone(),
+        };
+        let json = serde_json::to_string(&description)
+            .map_err(|e| Error::Format(format!("cannot serialize the description: {e}")))?;
+        let metadata = HashMap::from([
+            ("format".to_string(), FORMAT_NAME.to_string()),
+            ("format_version".to_string(), FORMAT_VERSION.to_string()),
+            ("network".to_string(), json),
+        ]);
+        let mut views = Vec::with_capacity(buffers.len());
+        for (name, dtype, shape, data) in &buffers {
+            let view = TensorView::new(*dtype, shape.clone(), data)
+                .map_err(|e| Error::Format(format!("tensor {name}: {e}")))?;
+            views.push((name.as_str(), view));
+        }
+        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Format(format!("cannot serialize: {e}")))
+    }
+
+    /// Writes the network file atomically: to a temporary file beside `path`, flushed to disk, then renamed over
+    /// `path`, so a crash never leaves a truncated network where a good one was.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_atomic(path.as_ref(), &self.to_bytes()?)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |what: &str, source| Error::Io { context: format!("cannot {what} {}", path.display()), source };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let file_name = path.file_name().ok_or_else(|| Error::Io {
+        context: format!("cannot write {}", path.display()),
+        source: std::io::ErrorKind::InvalidInput.into(),
+    })?;
+    let tmp = dir.join(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut file = fs::File::create(&tmp).map_err(|e| io("create a temporary file for", e))?;
+        file.write_all(bytes).map_err(|e| io("write", e))?;
+        file.sync_all().map_err(|e| io("flush", e))?;
+        fs::rename(&tmp, path).map_err(|e| io("replace", e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn read_description(metadata: &HashMap<String, String>) -> Result<Description> {
+    let get = |key: &str| {
+        metadata
+            .get(key)
+            .ok_or_else(|| Error::Format(format!("metadata key `{key}` is missing; is this a bitlogic network file?")))
+    };
+    let format = get("format")?;
+    if format != FORMAT_NAME {
+        return Err(Error::Format(format!("metadata `format` is {format:?}, expected {FORMAT_NAME:?}")));
+    }
+    let version = get("format_version")?;
+    let major = parse_version(version)
+        .ok_or_else(|| Error::Format(format!("metadata `format_version` is {version:?}, expected \"MAJOR.MINOR\"")))?;
+    if major != MAJOR_VERSION {
+        return Err(Error::Version { found: version.clone(), supported: FORMAT_VERSION });
+    }
+    if let Some(extra) = metadata.keys().find(|k| !matches!(k.as_str(), "format" | "format_version" | "network")) {
+        return Err(Error::Format(format!(
+            "unknown metadata key `{extra}` (file version {version}, this reader implements {FORMAT_VERSION})"
+        )));
+    }
+    serde_json::from_str(get("network")?).map_err(|e| {
+        Error::Format(format!(
+            "network description: {e} (file version {version}, this reader implements {FORMAT_VERSION})"
+        ))
+    })
+}
+
+fn parse_version(version: &str) -> Option<u64> {
+    let (major, minor) = version.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(major) && digits(minor)).then(|| major.parse().ok())?
+}
+
+/// Looks up tensors by name, checking dtype and shape, and counts how many were used.
+struct Tensors<'a> {
+    header: &'a Metadata,
+    data: &'a [u8],
+    used: usize,
+}
+
+impl<'a> Tensors<'a> {
+    fn get(&mut self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<&'a [u8]> {
+        let info = self.header.info(name).ok_or_else(|| Error::Format(format!("tensor `{name}` is missing")))?;
+        if info.dtype != dtype {
+            return Err(Error::Format(format!("tensor `{name}` has dtype {:?}, expected {dtype:?}", info.dtype)));
+        }
+        if info.shape != shape {
+            return Err(Error::Format(format!("tensor `{name}` has shape {:?}, expected {shape:?}", info.shape)));
+        }
+        self.used += 1;
+        let (begin, end) = info.data_offsets;
+        Ok(&self.data[begin..end])
+    }
+}
+
+fn build(description: Description, tensors: &mut Tensors<'_>) -> Result<Network> {
+    let encoder = match description.encoder {
+        EncoderDesc::Bits { num_inputs } => Encoder::bits(num_inputs as usize),
+        EncoderDesc::Thresholds { num_features, thresholds_per_feature, bit_order } => {
+            let (f, t) = (num_features as usize, thresholds_per_feature as usize);
+            let data = tensors.get("encoder.thresholds", Dtype::F32, &[f, t])?;
+            let order = match bit_order {
+                BitOrderDesc::FeatureMajor => BitOrder::FeatureMajor,
+                BitOrderDesc::ThresholdMajor => BitOrder::ThresholdMajor,
+            };
+            ThresholdEncoder::new(f, t, order, le_values(data, f32::from_le_bytes)).map(Encoder::Thresholds)
+        }
+    }
+    .map_err(Error::into_format)?;
+
+    let mut layers = Vec::with_capacity(description.layers.len());
+    let mut input_width = encoder.num_bits();
+    for (i, desc) in description.layers.into_iter().enumerate() {
+        let name = |suffix: &str| format!("layers.{i}.{suffix}");
+        let (width, sources) = match &desc {
+            LayerDesc::Gates { width, sources }
+            | LayerDesc::Luts { width, sources, .. }
+            | LayerDesc::Binary { width, sources } => (*width as usize, sources),
+        };
+        if sources.as_slice() != [i as u32] {
+            return Err(Error::Format(format!(
+                "layer {i}: sources {sources:?} are not supported by format {FORMAT_VERSION}, which requires [{i}] \
+                 (each layer reads the one before it)"
+            )));
+        }
+        let layer = match desc {
+            LayerDesc::Gates { .. } => {
+                let wires = le_values(tensors.get(&name("inputs"), Dtype::U32, &[width, 2])?, u32::from_le_bytes);
+                let ops = tensors.get(&name("ops"), Dtype::U8, &[width])?.to_vec();
+                let pairs = wires.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
+                GateLayer::new(pairs, ops).map(Layer::Gates)
+            }
+            LayerDesc::Luts { arity, .. } => {
+                let arity = arity as usize;
+                if !(1..=crate::network::MAX_ARITY).contains(&arity) {
+                    return Err(Error::Format(format!(
+                        "layer {i} (luts): arity {arity}, expected 1..={}",
+                        crate::network::MAX_ARITY
+                    )));
+                }
+                let wires = le_values(tensors.get(&name("inputs"), Dtype::U32, &[width, arity])?, u32::from_le_bytes);
+                let row_bytes = (1usize << arity).div_ceil(8);
+                let packed = tensors.get(&name("tables"), Dtype::U8, &[width, row_bytes])?;
+                let tables = unpack_rows(packed, row_bytes, LutLayer::words_per_table(arity));
+                LutLayer::new(arity, wires, tables).map(Layer::Luts)
+            }
+            LayerDesc::Binary { .. } => {
+                let row_bytes = input_width.div_ceil(8);
+                let packed = tensors.get(&name("weights"), Dtype::U8, &[width, row_bytes])?;
+                let thresholds = le_values(tensors.get(&name("thresholds"), Dtype::I32, &[width])?, i32::from_le_bytes);
+                let weights = unpack_rows(packed, row_bytes, input_width.div_ceil(64));
+                BinaryLayer::new(input_width, weights, thresholds).map(Layer::Binary)
+            }
+        }
+        .map_err(|e| match e {
+            Error::Network(m) if !m.starts_with("layer ") => Error::Format(format!("layer {i}: {m}")),
+            e => e.into_format(),
+        })?;
+        input_width = layer.width();
+        layers.push(layer);
+    }
+    let HeadDesc::GroupSum { num_classes, tau } = description.head;
+    Network::new(encoder, layers, num_classes as usize, tau)
+        .map(|n| n.with_info(description.info))
+        .map_err(Error::into_format)
+}
+
+fn le_values<T, const N: usize>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
+    bytes.chunks_exact(N).map(|c| from(c.try_into().expect("chunks_exact yields N bytes"))).collect()
+}
+
+/// Bit-packed rows of `row_bytes` little-endian bytes into rows of `words` u64 words.
+fn unpack_rows(bytes: &[u8], row_bytes: usize, words: usize) -> Vec<u64> {
+    let rows = bytes.len().checked_div(row_bytes).unwrap_or(0);
+    let mut out = vec![0u64; rows * words];
+    for (row, dst) in bytes.chunks_exact(row_bytes).zip(out.chunks_exact_mut(words)) {
+        for (b, &byte) in row.iter().enumerate() {
+            dst[b / 8] |= (byte as u64) << (8 * (b % 8));
+        }
+    }
+    out
+}
+
+/// The inverse of [`unpack_rows`].
+fn pack_rows(words: &[u64], words_per_row: usize, row_bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(words.len() / words_per_row.max(1) * row_bytes);
+    for row in words.chunks_exact(words_per_row) {
+        out.extend((0..row_bytes).map(|b| (row[b / 8] >> (8 * (b % 8))) as u8));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_strictly() {
+        assert_eq!(parse_version("1.0"), Some(1));
+        assert_eq!(parse_version("12.34"), Some(12));
+        for bad in ["1", "1.", ".0", "1.0.0", "a.b", "+1.0", "1.-1", " 1.0", "99999999999.0"] {
+            assert_eq!(parse_version(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn packing_round_trips() {
+        let words = vec![0x0123_4567_89ab_cdef_u64, 0x0000_0000_0000_00ff, 0xdead_beef, 0x1];
+        let packed = pack_rows(&words, 2, 9);
+        assert_eq!(packed.len(), 18);
+        assert_eq!(packed[0], 0xef);
+        assert_eq!(packed[8], 0xff);
+        let back = unpack_rows(&packed, 9, 2);
+        assert_eq!(back, words);
+    }
+}
