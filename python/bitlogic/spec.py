@@ -17,7 +17,7 @@ BitOrder = Literal["feature_major", "threshold_major"]
 
 
 def _as(name: str, array: object, dtype: type, ndim: int) -> np.ndarray:
-    out = np.ascontiguousarray(array, dtype=dtype)
+    out: np.ndarray = np.ascontiguousarray(array, dtype=dtype)
     if out.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-dimensional array, got shape {out.shape}")
     return out

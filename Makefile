@@ -1,0 +1,44 @@
+# The two commands of the README:
+#   make run    set up .venv, build the extension, and run the main job (the throughput benchmark)
+#   make test   set up, then run every check CI runs
+# Everything installs into .venv from PyPI and crates.io; nothing is installed system-wide.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export BITLOGIC_DATA ?= $(abspath ../shared/data)
+
+.PHONY: run setup build test test-rust test-python lint bench
+
+run: build
+	$(PY) benches/throughput.py
+
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+build: setup
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release --quiet
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+test-rust:
+	cargo test -p bitlogic --release --locked
+	cargo run -p bitlogic --release --locked --example embedded
+
+test-python: build
+	$(PY) -m mypy.stubtest bitlogic._native
+	$(PY) -m mypy
+	$(PY) -m pytest -q
+
+test: lint test-rust test-python
+
+bench: build
+	$(PY) benches/throughput.py
+	cargo bench -p bitlogic --locked
