@@ -125,9 +125,11 @@ impl<'a> Encoding<'a> {
         let num_bits = encoder.num_bits();
         let (source, expected, what) = match (encoder, input) {
             (_, Input::Bits(m)) | (Encoder::Bits { .. }, Input::U8(m)) => (Source::Bits(m), num_bits, "input bits"),
-            (Encoder::Bits { .. }, Input::F32(_) | Input::F64(_)) => return Err(Error::Input(format!(
+            (Encoder::Bits { .. }, Input::F32(_) | Input::F64(_)) => {
+                return Err(Error::Input(format!(
                 "this network takes {num_bits} input bits per sample (a bool or 0/1 uint8 array), not float features"
-            ))),
+            )))
+            }
             (Encoder::Thresholds(t), Input::F32(m)) => (Source::F32(m, probes(t)), t.num_features(), "features"),
             (Encoder::Thresholds(t), Input::F64(m)) => (Source::F64(m, probes(t)), t.num_features(), "features"),
             (Encoder::Thresholds(t), Input::U8(m)) => (Source::U8(m, probes(t)), t.num_features(), "features"),
