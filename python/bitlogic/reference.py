@@ -68,6 +68,8 @@ def encode(encoder: Encoder, x: Any) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"input: expected a 2-dimensional array, got shape {x.shape}")
+    values: np.ndarray
+    limits: np.ndarray
     if isinstance(encoder, BitsEncoder):
         return _bits_input(x, encoder.num_inputs, "input bits")
     if not isinstance(encoder, ThresholdEncoder):
@@ -95,12 +97,13 @@ def encode(encoder: Encoder, x: Any) -> np.ndarray:
         raise ValueError("input features: NaN is not a valid feature value")
 
     # above[n, f, t] = x[n, f] > thresholds[f, t]  (strictly greater).
-    above = values[:, :, None] > limits[None, :, :]
+    above: np.ndarray = values[:, :, None] > limits[None, :, :]
     if encoder.bit_order == "feature_major":
         # Index f*T + t: f varies slowest, which is the C order of [N, F, T].
         return above.reshape(x.shape[0], num_features * per_feature)
     # threshold_major, index t*F + f: the C order of [N, T, F].
-    return above.transpose(0, 2, 1).reshape(x.shape[0], num_features * per_feature)
+    by_threshold: np.ndarray = above.transpose(0, 2, 1)
+    return by_threshold.reshape(x.shape[0], num_features * per_feature)
 
 
 def _check_wires(inputs: np.ndarray, width: int, kind: str) -> None:
@@ -108,9 +111,9 @@ def _check_wires(inputs: np.ndarray, width: int, kind: str) -> None:
         raise ValueError(f"{kind} layer: wire index {int(inputs.max())} is not below the input width {width}")
 
 
-def layer_outputs(layer: Layer, bits: Any) -> np.ndarray:
+def layer_outputs(layer: Layer, input_bits: Any) -> np.ndarray:
     """One layer's output bits, bool ``[N, layer.width]``, from its input bits, bool ``[N, input width]``."""
-    bits = np.asarray(bits, dtype=bool)
+    bits: np.ndarray = np.asarray(input_bits, dtype=bool)
     if bits.ndim != 2:
         raise ValueError(f"layer input: expected a 2-dimensional bit array, got shape {bits.shape}")
     width = bits.shape[1]
@@ -123,7 +126,7 @@ def layer_outputs(layer: Layer, bits: Any) -> np.ndarray:
         a = bits[:, layer.inputs[:, 0]].astype(np.int64)
         b = bits[:, layer.inputs[:, 1]].astype(np.int64)
         ops = layer.ops.astype(np.int64)[None, :]
-        return ((ops >> (3 - (2 * a + b))) & 1).astype(bool)
+        return np.asarray(((ops >> (3 - (2 * a + b))) & 1).astype(bool))
 
     if isinstance(layer, LutLayer):
         # FORMAT.md 3.4: address = sum_j x_j * 2^j (input 0 least significant), output = entry `address`.
@@ -147,8 +150,8 @@ def layer_outputs(layer: Layer, bits: Any) -> np.ndarray:
         x = bits.astype(np.int64)
         w = layer.weights.astype(np.int64)
         # Inputs equal to their weight are the ones where both are 1 plus the ones where both are 0.
-        matches = x @ w.T + (1 - x) @ (1 - w).T
-        return matches >= layer.thresholds.astype(np.int64)[None, :]
+        matches: np.ndarray = x @ w.T + (1 - x) @ (1 - w).T
+        return np.asarray(matches >= layer.thresholds.astype(np.int64)[None, :])
 
     raise TypeError(f"expected GateLayer, LutLayer or BinaryLayer, got {type(layer).__name__}")
 
@@ -163,13 +166,15 @@ def scores(encoder: Encoder, layers: Sequence[Layer], num_classes: int, x: Any) 
         raise ValueError(f"head: the last width {total} is not divisible by num_classes={num_classes}")
     group = total // num_classes
     # Class c counts the 1 bits among bits c*g .. (c+1)*g: consecutive groups are the C order of [N, k, g].
-    return bits.reshape(bits.shape[0], num_classes, group).sum(axis=2, dtype=np.int64).astype(np.int32)
+    counts: np.ndarray = bits.reshape(bits.shape[0], num_classes, group).sum(axis=2, dtype=np.int64)
+    return counts.astype(np.int32)
 
 
 def predict(encoder: Encoder, layers: Sequence[Layer], num_classes: int, x: Any) -> np.ndarray:
     """Predicted class, int64 ``[N]``: the largest score, ties to the lowest class index."""
     # np.argmax returns the first occurrence of the maximum, which is exactly the tie rule.
-    return np.argmax(scores(encoder, layers, num_classes, x), axis=1).astype(np.int64)
+    best: np.ndarray = np.argmax(scores(encoder, layers, num_classes, x), axis=1)
+    return best.astype(np.int64)
 
 
 def network_scores(net: _NetworkLike, x: Any) -> np.ndarray:

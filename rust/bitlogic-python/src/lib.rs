@@ -205,7 +205,7 @@ impl PyNetwork {
         for (i, item) in layers.iter().enumerate() {
             let (kind, first, second): (String, Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
             let layer = layer_from_arrays(&kind, &first, &second, width)
-                .map_err(|e| InputError::new_err(format!("layer {i} ({kind}): {e}")))?;
+                .map_err(|m| InputError::new_err(format!("invalid network: layer {i} ({kind}): {m}")))?;
             width = layer.width();
             parts.push(layer);
         }
@@ -341,51 +341,49 @@ fn layer_from_arrays(
     first: &Bound<'_, PyAny>,
     second: &Bound<'_, PyAny>,
     input_width: usize,
-) -> PyResult<Layer> {
+) -> Result<Layer, String> {
+    let extract_error = |e: PyErr| e.to_string();
     let layer = match kind {
         "gates" => {
-            let wires: PyReadonlyArray2<'_, u32> = first.extract()?;
-            let ops: PyReadonlyArray1<'_, u8> = second.extract()?;
+            let wires: PyReadonlyArray2<'_, u32> = first.extract().map_err(extract_error)?;
+            let ops: PyReadonlyArray1<'_, u8> = second.extract().map_err(extract_error)?;
             let wires = wires.as_array();
             if wires.ncols() != 2 {
-                return Err(InputError::new_err(format!("inputs: expected shape [G, 2], got {:?}", wires.shape())));
+                return Err(format!("inputs: expected shape [G, 2], got {:?}", wires.shape()));
             }
             let pairs = wires.rows().into_iter().map(|r| [r[0], r[1]]).collect();
             GateLayer::new(pairs, ops.as_array().to_vec()).map(Layer::Gates)
         }
         "luts" => {
-            let wires: PyReadonlyArray2<'_, u32> = first.extract()?;
-            let tables: PyReadonlyArray2<'_, u8> = second.extract()?;
+            let wires: PyReadonlyArray2<'_, u32> = first.extract().map_err(extract_error)?;
+            let tables: PyReadonlyArray2<'_, u8> = second.extract().map_err(extract_error)?;
             let (wires, tables) = (wires.as_array(), tables.as_array());
             let arity = wires.ncols();
             if tables.nrows() != wires.nrows() || arity > 16 || tables.ncols() != 1 << arity {
-                return Err(InputError::new_err(format!(
-                    "tables: expected shape [{}, 2^{arity}], got {:?}",
-                    wires.nrows(),
-                    tables.shape()
-                )));
+                return Err(format!("tables: expected shape [{}, 2^{arity}], got {:?}", wires.nrows(), tables.shape()));
             }
             let entries: Vec<u8> = tables.iter().copied().collect();
             LutLayer::from_unpacked(arity, wires.iter().copied().collect(), &entries).map(Layer::Luts)
         }
         "binary" => {
-            let weights: PyReadonlyArray2<'_, u8> = first.extract()?;
-            let thresholds: PyReadonlyArray1<'_, i32> = second.extract()?;
+            let weights: PyReadonlyArray2<'_, u8> = first.extract().map_err(extract_error)?;
+            let thresholds: PyReadonlyArray1<'_, i32> = second.extract().map_err(extract_error)?;
             let weights = weights.as_array();
             if weights.ncols() != input_width {
-                return Err(InputError::new_err(format!(
+                return Err(format!(
                     "weights: expected shape [O, {input_width}] (one column per input bit), got {:?}",
                     weights.shape()
-                )));
+                ));
             }
             let bits: Vec<u8> = weights.iter().copied().collect();
             BinaryLayer::from_unpacked(input_width, &bits, thresholds.as_array().to_vec()).map(Layer::Binary)
         }
-        other => {
-            return Err(InputError::new_err(format!("unknown layer kind {other:?}; expected gates, luts or binary")))
-        }
+        other => return Err(format!("unknown layer kind {other:?}; expected gates, luts or binary")),
     };
-    layer.map_err(to_py)
+    layer.map_err(|e| match e {
+        Error::Network(message) => message,
+        other => other.to_string(),
+    })
 }
 
 /// A random network over `num_inputs` input bits, for tests and benchmarks.

@@ -14,13 +14,19 @@ use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::network::{BinaryLayer, BitOrder, Encoder, GateLayer, Layer, LutLayer, Network, ThresholdEncoder};
+use crate::network::{
+    BinaryLayer, BitOrder, Encoder, GateLayer, Layer, LutLayer, Network, ThresholdEncoder, MAX_ARITY,
+};
 
 /// Value of the `format` metadata key.
 pub const FORMAT_NAME: &str = "bitlogic";
 /// The format version this crate writes and reads (any 1.x is read).
 pub const FORMAT_VERSION: &str = "1.0";
 const MAJOR_VERSION: u64 = 1;
+
+// The description is parsed into flat structs (a `kind` string plus every key any kind may have) rather than
+// serde-tagged enums: serde buffers tagged enums, which would hide the path of a bad value from the error message.
+// `check` then enforces which keys each kind requires and allows.
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,11 +38,18 @@ struct Description {
     info: BTreeMap<String, String>,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum EncoderDesc {
-    Bits { num_inputs: u32 },
-    Thresholds { num_features: u32, thresholds_per_feature: u32, bit_order: BitOrderDesc },
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EncoderDesc {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    num_inputs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    num_features: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    thresholds_per_feature: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bit_order: Option<BitOrderDesc>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -47,17 +60,37 @@ enum BitOrderDesc {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum LayerDesc {
-    Gates { width: u32, sources: Vec<u32> },
-    Luts { width: u32, arity: u32, sources: Vec<u32> },
-    Binary { width: u32, sources: Vec<u32> },
+#[serde(deny_unknown_fields)]
+struct LayerDesc {
+    kind: String,
+    width: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    arity: Option<u32>,
+    sources: Vec<u32>,
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum HeadDesc {
-    GroupSum { num_classes: u32, tau: f64 },
+#[serde(deny_unknown_fields)]
+struct HeadDesc {
+    kind: String,
+    num_classes: u32,
+    tau: f64,
+}
+
+/// Which optional keys a kind requires; every other optional key must be absent.
+fn check_keys(what: &str, kind: &str, present: &[(&str, bool)], required: &[&str]) -> Result<()> {
+    for (key, is_present) in present {
+        let needed = required.contains(key);
+        if needed && !is_present {
+            return Err(Error::Format(format!("network description: {what} of kind {kind:?} needs the key `{key}`")));
+        }
+        if !needed && *is_present {
+            return Err(Error::Format(format!(
+                "network description: {what} of kind {kind:?} does not take the key `{key}`"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Network {
@@ -72,8 +105,10 @@ impl Network {
     /// Parses the bytes of a network file.
     pub fn from_bytes(bytes: &[u8]) -> Result<Network> {
         // `read_metadata` checks that every tensor's offsets lie inside the buffer and match its dtype and shape.
-        let (header_len, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| Error::Format(format!("not a safetensors container: {e}")))?;
+        let (header_len, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
+            let culprit = faulty_tensor(bytes).map_or(String::new(), |name| format!(" (tensor `{name}`)"));
+            Error::Format(format!("not a safetensors container: {e}{culprit}"))
+        })?;
         let data = &bytes[8 + header_len..];
         let metadata = header.metadata().as_ref().ok_or_else(|| {
             Error::Format("the container has no __metadata__; is this a bitlogic network file?".into())
@@ -99,7 +134,9 @@ impl Network {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         let encoder = match &self.encoder() {
-            Encoder::Bits { num_inputs } => EncoderDesc::Bits { num_inputs: *num_inputs as u32 },
+            Encoder::Bits { num_inputs } => {
+                EncoderDesc { kind: "bits".into(), num_inputs: Some(*num_inputs as u32), ..Default::default() }
+            }
             Encoder::Thresholds(t) => {
                 buffers.push((
                     "encoder.thresholds".into(),
@@ -107,13 +144,15 @@ impl Network {
                     vec![t.num_features(), t.per_feature()],
                     t.thresholds().iter().flat_map(|v| v.to_le_bytes()).collect(),
                 ));
-                EncoderDesc::Thresholds {
-                    num_features: t.num_features() as u32,
-                    thresholds_per_feature: t.per_feature() as u32,
-                    bit_order: match t.bit_order() {
+                EncoderDesc {
+                    kind: "thresholds".into(),
+                    num_features: Some(t.num_features() as u32),
+                    thresholds_per_feature: Some(t.per_feature() as u32),
+                    bit_order: Some(match t.bit_order() {
                         BitOrder::FeatureMajor => BitOrderDesc::FeatureMajor,
                         BitOrder::ThresholdMajor => BitOrderDesc::ThresholdMajor,
-                    },
+                    }),
+                    ..Default::default()
                 }
             }
         };
@@ -127,7 +166,7 @@ impl Network {
                     let wires = l.inputs().iter().flatten().flat_map(|w| w.to_le_bytes()).collect();
                     buffers.push((name("inputs"), Dtype::U32, vec![l.width(), 2], wires));
                     buffers.push((name("ops"), Dtype::U8, vec![l.width()], l.ops().to_vec()));
-                    layers.push(LayerDesc::Gates { width, sources });
+                    layers.push(LayerDesc { kind: "gates".into(), width, arity: None, sources });
                 }
                 Layer::Luts(l) => {
                     let wires = l.inputs().iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -136,7 +175,7 @@ impl Network {
                     let words = LutLayer::words_per_table(l.arity());
                     let tables = pack_rows(l.tables(), words, row_bytes);
                     buffers.push((name("tables"), Dtype::U8, vec![l.width(), row_bytes], tables));
-                    layers.push(LayerDesc::Luts { width, arity: l.arity() as u32, sources });
+                    layers.push(LayerDesc { kind: "luts".into(), width, arity: Some(l.arity() as u32), sources });
                 }
                 Layer::Binary(l) => {
                     let row_bytes = l.num_inputs().div_ceil(8);
@@ -144,14 +183,14 @@ impl Network {
                     buffers.push((name("weights"), Dtype::U8, vec![l.width(), row_bytes], weights));
                     let thresholds = l.thresholds().iter().flat_map(|t| t.to_le_bytes()).collect();
                     buffers.push((name("thresholds"), Dtype::I32, vec![l.width()], thresholds));
-                    layers.push(LayerDesc::Binary { width, sources });
+                    layers.push(LayerDesc { kind: "binary".into(), width, arity: None, sources });
                 }
             }
         }
         let description = Description {
             encoder,
             layers,
-            head: HeadDesc::GroupSum { num_classes: self.num_classes() as u32, tau: self.tau() },
+            head: HeadDesc { kind: "group_sum".into(), num_classes: self.num_classes() as u32, tau: self.tau() },
             info: self.info().clone(),
         };
         let json = serde_json::to_string(&description)
@@ -222,10 +261,34 @@ fn read_description(metadata: &HashMap<String, String>) -> Result<Description> {
             "unknown metadata key `{extra}` (file version {version}, this reader implements {FORMAT_VERSION})"
         )));
     }
-    serde_json::from_str(get("network")?).map_err(|e| {
+    let json = &mut serde_json::Deserializer::from_str(get("network")?);
+    serde_path_to_error::deserialize(json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let at = if path == "." { String::new() } else { format!("`{path}`: ") };
         Error::Format(format!(
-            "network description: {e} (file version {version}, this reader implements {FORMAT_VERSION})"
+            "network description: {at}{inner} (file version {version}, this reader implements {FORMAT_VERSION})"
         ))
+    })
+}
+
+/// After the safetensors layer rejected a header, finds the first tensor whose byte range disagrees with its dtype
+/// and shape, so the error can name it. Returns `None` when the header cannot be read that far.
+fn faulty_tensor(bytes: &[u8]) -> Option<String> {
+    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header: HashMap<String, serde_json::Value> =
+        serde_json::from_slice(bytes.get(8..8usize.checked_add(len)?)?).ok()?;
+    let mut entries: Vec<_> = header.iter().filter(|(name, _)| name.as_str() != "__metadata__").collect();
+    entries.sort_by_key(|(name, _)| name.as_str());
+    entries.into_iter().find_map(|(name, info)| {
+        let info: safetensors::tensor::TensorInfo = match serde_json::from_value(info.clone()) {
+            Ok(info) => info,
+            Err(_) => return Some(name.clone()),
+        };
+        let elements = info.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let expected = elements.and_then(|n| n.checked_mul(info.dtype.bitsize())).map(|bits| bits.div_ceil(8));
+        let (begin, end) = info.data_offsets;
+        (end.checked_sub(begin) != expected).then(|| name.clone())
     })
 }
 
@@ -258,16 +321,35 @@ impl<'a> Tensors<'a> {
 }
 
 fn build(description: Description, tensors: &mut Tensors<'_>) -> Result<Network> {
-    let encoder = match description.encoder {
-        EncoderDesc::Bits { num_inputs } => Encoder::bits(num_inputs as usize),
-        EncoderDesc::Thresholds { num_features, thresholds_per_feature, bit_order } => {
-            let (f, t) = (num_features as usize, thresholds_per_feature as usize);
+    let e = &description.encoder;
+    let present = [
+        ("num_inputs", e.num_inputs.is_some()),
+        ("num_features", e.num_features.is_some()),
+        ("thresholds_per_feature", e.thresholds_per_feature.is_some()),
+        ("bit_order", e.bit_order.is_some()),
+    ];
+    let encoder = match (e.kind.as_str(), e.num_inputs, e.num_features, e.thresholds_per_feature, e.bit_order) {
+        ("bits", Some(num_inputs), None, None, None) => Encoder::bits(num_inputs as usize),
+        ("thresholds", None, Some(f), Some(t), Some(order)) => {
+            let (f, t) = (f as usize, t as usize);
             let data = tensors.get("encoder.thresholds", Dtype::F32, &[f, t])?;
-            let order = match bit_order {
+            let order = match order {
                 BitOrderDesc::FeatureMajor => BitOrder::FeatureMajor,
                 BitOrderDesc::ThresholdMajor => BitOrder::ThresholdMajor,
             };
             ThresholdEncoder::new(f, t, order, le_values(data, f32::from_le_bytes)).map(Encoder::Thresholds)
+        }
+        (kind @ ("bits" | "thresholds"), ..) => {
+            let required: &[&str] =
+                if kind == "bits" { &["num_inputs"] } else { &["num_features", "thresholds_per_feature", "bit_order"] };
+            check_keys("the encoder", kind, &present, required)?;
+            return Err(Error::Format(format!("network description: the encoder of kind {kind:?} is incomplete")));
+        }
+        (other, ..) => {
+            return Err(Error::Format(format!(
+                "network description: `encoder.kind` is {other:?}, expected \"bits\" or \"thresholds\" \
+                 (this reader implements format {FORMAT_VERSION})"
+            )))
         }
     }
     .map_err(Error::into_format)?;
@@ -276,30 +358,30 @@ fn build(description: Description, tensors: &mut Tensors<'_>) -> Result<Network>
     let mut input_width = encoder.num_bits();
     for (i, desc) in description.layers.into_iter().enumerate() {
         let name = |suffix: &str| format!("layers.{i}.{suffix}");
-        let (width, sources) = match &desc {
-            LayerDesc::Gates { width, sources }
-            | LayerDesc::Luts { width, sources, .. }
-            | LayerDesc::Binary { width, sources } => (*width as usize, sources),
-        };
-        if sources.as_slice() != [i as u32] {
+        let what = format!("`layers[{i}]`");
+        let width = desc.width as usize;
+        if desc.sources.as_slice() != [i as u32] {
             return Err(Error::Format(format!(
-                "layer {i}: sources {sources:?} are not supported by format {FORMAT_VERSION}, which requires [{i}] \
-                 (each layer reads the one before it)"
+                "network description: `layers[{i}].sources` is {:?}, but format {FORMAT_VERSION} requires [{i}] \
+                 (each layer reads the one before it)",
+                desc.sources
             )));
         }
-        let layer = match desc {
-            LayerDesc::Gates { .. } => {
+        let arity_present = [("arity", desc.arity.is_some())];
+        let layer = match desc.kind.as_str() {
+            "gates" => {
+                check_keys(&what, "gates", &arity_present, &[])?;
                 let wires = le_values(tensors.get(&name("inputs"), Dtype::U32, &[width, 2])?, u32::from_le_bytes);
                 let ops = tensors.get(&name("ops"), Dtype::U8, &[width])?.to_vec();
                 let pairs = wires.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
                 GateLayer::new(pairs, ops).map(Layer::Gates)
             }
-            LayerDesc::Luts { arity, .. } => {
-                let arity = arity as usize;
-                if !(1..=crate::network::MAX_ARITY).contains(&arity) {
+            "luts" => {
+                check_keys(&what, "luts", &arity_present, &["arity"])?;
+                let arity = desc.arity.unwrap_or(0) as usize;
+                if !(1..=MAX_ARITY).contains(&arity) {
                     return Err(Error::Format(format!(
-                        "layer {i} (luts): arity {arity}, expected 1..={}",
-                        crate::network::MAX_ARITY
+                        "network description: `layers[{i}].arity` is {arity}, expected 1..={MAX_ARITY}"
                     )));
                 }
                 let wires = le_values(tensors.get(&name("inputs"), Dtype::U32, &[width, arity])?, u32::from_le_bytes);
@@ -308,12 +390,19 @@ fn build(description: Description, tensors: &mut Tensors<'_>) -> Result<Network>
                 let tables = unpack_rows(packed, row_bytes, LutLayer::words_per_table(arity));
                 LutLayer::new(arity, wires, tables).map(Layer::Luts)
             }
-            LayerDesc::Binary { .. } => {
+            "binary" => {
+                check_keys(&what, "binary", &arity_present, &[])?;
                 let row_bytes = input_width.div_ceil(8);
                 let packed = tensors.get(&name("weights"), Dtype::U8, &[width, row_bytes])?;
                 let thresholds = le_values(tensors.get(&name("thresholds"), Dtype::I32, &[width])?, i32::from_le_bytes);
                 let weights = unpack_rows(packed, row_bytes, input_width.div_ceil(64));
                 BinaryLayer::new(input_width, weights, thresholds).map(Layer::Binary)
+            }
+            other => {
+                return Err(Error::Format(format!(
+                    "network description: `layers[{i}].kind` is {other:?}, expected \"gates\", \"luts\" or \
+                     \"binary\" (this reader implements format {FORMAT_VERSION})"
+                )))
             }
         }
         .map_err(|e| match e {
@@ -323,8 +412,15 @@ fn build(description: Description, tensors: &mut Tensors<'_>) -> Result<Network>
         input_width = layer.width();
         layers.push(layer);
     }
-    let HeadDesc::GroupSum { num_classes, tau } = description.head;
-    Network::new(encoder, layers, num_classes as usize, tau)
+    let head = description.head;
+    if head.kind != "group_sum" {
+        return Err(Error::Format(format!(
+            "network description: `head.kind` is {:?}, expected \"group_sum\" (this reader implements format \
+             {FORMAT_VERSION})",
+            head.kind
+        )));
+    }
+    Network::new(encoder, layers, head.num_classes as usize, head.tau)
         .map(|n| n.with_info(description.info))
         .map_err(Error::into_format)
 }

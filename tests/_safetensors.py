@@ -1,0 +1,326 @@
+"""An independent, minimal safetensors writer and reader, and a bitlogic network file writer and reader.
+
+Written from docs/FORMAT.md alone, without calling bitlogic: the tests use it to craft valid and malformed files, and
+to check that the engine's files follow the specification. That a file written here loads in bitlogic and evaluates
+like the numpy reference shows that the format is implementable by a third party.
+
+Container (FORMAT.md 1): ``u64 LE header length N`` + ``N bytes of UTF-8 JSON`` + the data buffer, where each tensor is
+``{"dtype", "shape", "data_offsets": [begin, end]}`` relative to the buffer, plus ``__metadata__`` (string values).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bitlogic.spec import BinaryLayer, BitsEncoder, Encoder, GateLayer, Layer, LutLayer, ThresholdEncoder
+
+# safetensors dtype name -> little-endian numpy dtype.
+DTYPES: dict[str, np.dtype[Any]] = {
+    "U8": np.dtype("<u1"),
+    "U32": np.dtype("<u4"),
+    "I32": np.dtype("<i4"),
+    "F32": np.dtype("<f4"),
+}
+
+
+class ContainerError(ValueError):
+    """The bytes are not a well-formed safetensors container (raised by this module's reader only)."""
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One tensor as stored: dtype name, shape, and its raw little-endian C-ordered bytes."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    data: bytes
+
+    @staticmethod
+    def of(dtype: str, array: Any) -> Tensor:
+        values = np.ascontiguousarray(array, dtype=DTYPES[dtype])
+        return Tensor(dtype, tuple(int(d) for d in values.shape), values.tobytes(order="C"))
+
+    def array(self) -> np.ndarray:
+        count = int(np.prod(self.shape, dtype=np.int64))
+        return np.frombuffer(self.data, dtype=DTYPES[self.dtype], count=count).reshape(self.shape)
+
+
+# -- container --------------------------------------------------------------------------------------------------------
+
+
+def assemble(header: Mapping[str, Any], buffer: bytes, *, header_bytes: bytes | None = None) -> bytes:
+    """Raw container bytes from a header object (written as compact JSON, or ``header_bytes`` as given)."""
+    text = header_bytes if header_bytes is not None else json.dumps(header, separators=(",", ":")).encode("utf-8")
+    return struct.pack("<Q", len(text)) + text + buffer
+
+
+def write(tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None) -> bytes:
+    """A well-formed container holding ``tensors`` (packed back to back in the given order) and ``metadata``."""
+    header: dict[str, Any] = {}
+    if metadata is not None:
+        header["__metadata__"] = dict(metadata)
+    chunks: list[bytes] = []
+    offset = 0
+    for name, t in tensors.items():
+        expected = int(np.prod(t.shape, dtype=np.int64)) * DTYPES[t.dtype].itemsize
+        assert len(t.data) == expected, f"{name}: {len(t.data)} bytes for shape {t.shape} of {t.dtype}"
+        header[name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(t.data)]}
+        chunks.append(t.data)
+        offset += len(t.data)
+    return assemble(header, b"".join(chunks))
+
+
+def split(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """The parsed header object and the data buffer, with only the framing checked."""
+    if len(data) < 8:
+        raise ContainerError("shorter than the 8-byte header length")
+    (length,) = struct.unpack("<Q", data[:8])
+    if length > len(data) - 8:
+        raise ContainerError(f"header length {length} runs past the end of the file")
+    try:
+        header = json.loads(data[8 : 8 + length].decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ContainerError(f"header is not UTF-8 JSON: {error}") from None
+    if not isinstance(header, dict):
+        raise ContainerError("header is not a JSON object")
+    return header, data[8 + length :]
+
+
+def _reject_constant(name: str) -> Any:
+    raise ContainerError(f"header holds the non-JSON constant {name}")
+
+
+def read(data: bytes) -> tuple[dict[str, str] | None, dict[str, Tensor]]:
+    """Metadata and tensors (in data-offset order) of a container, checked by the safetensors rules."""
+    header, buffer = split(data)
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and (
+        not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise ContainerError("__metadata__ must map names to strings")
+    spans: list[tuple[int, int, str]] = []
+    tensors: dict[str, Tensor] = {}
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise ContainerError(f"{name}: expected dtype, shape and data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in DTYPES:
+            raise ContainerError(f"{name}: unknown dtype {dtype!r}")
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+            raise ContainerError(f"{name}: bad shape {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+            raise ContainerError(f"{name}: bad data_offsets {offsets!r}")
+        begin, end = offsets
+        count = 1
+        for d in shape:
+            count *= d
+        if not 0 <= begin <= end <= len(buffer) or end - begin != count * DTYPES[dtype].itemsize:
+            raise ContainerError(f"{name}: data_offsets {offsets} do not fit shape {shape} in {len(buffer)} bytes")
+        spans.append((begin, end, name))
+        tensors[name] = Tensor(dtype, tuple(shape), buffer[begin:end])
+    spans.sort()
+    position = 0
+    for begin, end, name in spans:
+        if begin != position:
+            raise ContainerError(f"{name}: data starts at {begin}, expected {position} (gap or overlap)")
+        position = end
+    if position != len(buffer):
+        raise ContainerError(f"tensors cover {position} of {len(buffer)} data bytes")
+    return metadata, {name: tensors[name] for _, _, name in spans}
+
+
+# -- bit packing (FORMAT.md 3.4, 3.5) ---------------------------------------------------------------------------------
+
+
+def pack_rows(bits: Any) -> np.ndarray:
+    """0/1 ``[R, C]`` -> uint8 ``[R, ceil(C / 8)]``: entry ``j`` is bit ``j mod 8`` of byte ``j div 8``, padding 0."""
+    bits = np.asarray(bits, dtype=np.uint8)
+    rows, cols = bits.shape
+    nbytes = -(-cols // 8)
+    padded = np.zeros((rows, nbytes * 8), dtype=np.uint8)
+    padded[:, :cols] = bits
+    weights = (1 << np.arange(8)).astype(np.uint8)  # bit 0 is the least significant
+    return (padded.reshape(rows, nbytes, 8) * weights).sum(axis=2).astype(np.uint8)
+
+
+def unpack_rows(packed: Any, cols: int) -> tuple[np.ndarray, bool]:
+    """Inverse of :func:`pack_rows`: the 0/1 ``[R, cols]`` entries, and whether every padding bit is 0."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    shifts = np.arange(8, dtype=np.uint8)
+    bits = ((packed[:, :, None] >> shifts) & 1).reshape(packed.shape[0], -1)
+    return bits[:, :cols].astype(np.uint8), not bits[:, cols:].any()
+
+
+# -- the network file (FORMAT.md 2, 3, 5) -----------------------------------------------------------------------------
+
+
+def network_description(
+    encoder: Encoder,
+    layers: Sequence[Layer],
+    num_classes: int,
+    tau: float = 1.0,
+    info: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The JSON description of section 3, as a Python object (key order as in the specification's example)."""
+    if isinstance(encoder, BitsEncoder):
+        enc: dict[str, Any] = {"kind": "bits", "num_inputs": int(encoder.num_inputs)}
+    else:
+        f, t = encoder.thresholds.shape
+        enc = {"kind": "thresholds", "num_features": int(f), "thresholds_per_feature": int(t),
+               "bit_order": encoder.bit_order}
+    described: list[dict[str, Any]] = []
+    for i, layer in enumerate(layers):
+        if isinstance(layer, GateLayer):
+            described.append({"kind": "gates", "width": layer.width, "sources": [i]})
+        elif isinstance(layer, LutLayer):
+            described.append({"kind": "luts", "width": layer.width, "arity": layer.arity, "sources": [i]})
+        else:
+            described.append({"kind": "binary", "width": layer.width, "sources": [i]})
+    out: dict[str, Any] = {
+        "encoder": enc,
+        "layers": described,
+        "head": {"kind": "group_sum", "num_classes": int(num_classes), "tau": float(tau)},
+    }
+    if info is not None:
+        out["info"] = dict(info)
+    return out
+
+
+def network_tensors(encoder: Encoder, layers: Sequence[Layer]) -> dict[str, Tensor]:
+    """The tensors of section 3, packed, in the order section 5 asks writers to use."""
+    tensors: dict[str, Tensor] = {}
+    if isinstance(encoder, ThresholdEncoder):
+        tensors["encoder.thresholds"] = Tensor.of("F32", encoder.thresholds)
+    for i, layer in enumerate(layers):
+        if isinstance(layer, GateLayer):
+            tensors[f"layers.{i}.inputs"] = Tensor.of("U32", layer.inputs)
+            tensors[f"layers.{i}.ops"] = Tensor.of("U8", layer.ops)
+        elif isinstance(layer, LutLayer):
+            tensors[f"layers.{i}.inputs"] = Tensor.of("U32", layer.inputs)
+            tensors[f"layers.{i}.tables"] = Tensor.of("U8", pack_rows(layer.tables))
+        else:
+            tensors[f"layers.{i}.weights"] = Tensor.of("U8", pack_rows(layer.weights))
+            tensors[f"layers.{i}.thresholds"] = Tensor.of("I32", layer.thresholds)
+    return tensors
+
+
+def network_metadata(description: Mapping[str, Any] | str, version: str = "1.0") -> dict[str, str]:
+    text = description if isinstance(description, str) else json.dumps(description, separators=(",", ":"))
+    return {"format": "bitlogic", "format_version": version, "network": text}
+
+
+def network_bytes(
+    encoder: Encoder,
+    layers: Sequence[Layer],
+    num_classes: int,
+    tau: float = 1.0,
+    info: Mapping[str, str] | None = None,
+) -> bytes:
+    """A complete, valid network file."""
+    description = network_description(encoder, layers, num_classes, tau, info)
+    return write(network_tensors(encoder, layers), network_metadata(description))
+
+
+@dataclass
+class DecodedNetwork:
+    encoder: Encoder
+    layers: list[Layer]
+    num_classes: int
+    tau: float
+    info: dict[str, str] | None
+    description: dict[str, Any]
+    metadata: dict[str, str]
+    tensor_order: list[str]
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def is_compact_json(text: str) -> bool:
+    """True when ``text`` has no whitespace outside its string literals."""
+    return not re.search(r"\s", _STRING.sub('""', text))
+
+
+def read_network(data: bytes) -> DecodedNetwork:
+    """Decodes a network file of version 1.0 back into spec objects, checking what section 4 lists.
+
+    Used to check files that bitlogic writes; raises ``ValueError`` (or ``AssertionError``) on anything off-spec.
+    """
+    metadata, tensors = read(data)
+    if metadata is None or set(metadata) != {"format", "format_version", "network"}:
+        raise ValueError(f"metadata keys: {None if metadata is None else sorted(metadata)}")
+    if metadata["format"] != "bitlogic" or metadata["format_version"] != "1.0":
+        raise ValueError(f"format {metadata['format']!r} version {metadata['format_version']!r}")
+    description = json.loads(metadata["network"])
+    assert set(description) <= {"encoder", "layers", "head", "info"}, description.keys()
+    enc = description["encoder"]
+    expected: list[str] = []
+    encoder: Encoder
+    if enc["kind"] == "bits":
+        assert set(enc) == {"kind", "num_inputs"}, enc
+        encoder = BitsEncoder(enc["num_inputs"])
+        width = enc["num_inputs"]
+    else:
+        assert enc["kind"] == "thresholds" and set(enc) == {
+            "kind", "num_features", "thresholds_per_feature", "bit_order"}, enc
+        t = tensors["encoder.thresholds"]
+        assert t.dtype == "F32" and t.shape == (enc["num_features"], enc["thresholds_per_feature"]), t
+        assert not np.isnan(t.array()).any()
+        encoder = ThresholdEncoder(t.array().copy(), enc["bit_order"])
+        width = encoder.num_bits
+        expected.append("encoder.thresholds")
+    layers: list[Layer] = []
+    for i, desc in enumerate(description["layers"]):
+        assert desc["sources"] == [i], desc
+        kind, w = desc["kind"], desc["width"]
+        if kind == "gates":
+            assert set(desc) == {"kind", "width", "sources"}, desc
+            inputs, ops = tensors[f"layers.{i}.inputs"], tensors[f"layers.{i}.ops"]
+            assert (inputs.dtype, inputs.shape, ops.dtype, ops.shape) == ("U32", (w, 2), "U8", (w,))
+            assert int(inputs.array().max(initial=0)) < width and int(ops.array().max(initial=0)) <= 15
+            layers.append(GateLayer(inputs.array().copy(), ops.array().copy()))
+            expected += [f"layers.{i}.inputs", f"layers.{i}.ops"]
+        elif kind == "luts":
+            assert set(desc) == {"kind", "width", "arity", "sources"}, desc
+            n = desc["arity"]
+            inputs, tables = tensors[f"layers.{i}.inputs"], tensors[f"layers.{i}.tables"]
+            assert (inputs.dtype, inputs.shape) == ("U32", (w, n))
+            assert (tables.dtype, tables.shape) == ("U8", (w, -(-(1 << n) // 8)))
+            assert int(inputs.array().max(initial=0)) < width
+            bits, clean = unpack_rows(tables.array(), 1 << n)
+            assert clean, f"layers.{i}.tables: nonzero padding bits"
+            layers.append(LutLayer(inputs.array().copy(), bits))
+            expected += [f"layers.{i}.inputs", f"layers.{i}.tables"]
+        elif kind == "binary":
+            assert set(desc) == {"kind", "width", "sources"}, desc
+            weights, thresholds = tensors[f"layers.{i}.weights"], tensors[f"layers.{i}.thresholds"]
+            assert (weights.dtype, weights.shape) == ("U8", (w, -(-width // 8)))
+            assert (thresholds.dtype, thresholds.shape) == ("I32", (w,))
+            bits, clean = unpack_rows(weights.array(), width)
+            assert clean, f"layers.{i}.weights: nonzero padding bits"
+            layers.append(BinaryLayer(bits, thresholds.array().copy()))
+            expected += [f"layers.{i}.weights", f"layers.{i}.thresholds"]
+        else:
+            raise ValueError(f"unknown layer kind {kind!r}")
+        width = w
+    head = description["head"]
+    assert set(head) == {"kind", "num_classes", "tau"} and head["kind"] == "group_sum", head
+    assert width % head["num_classes"] == 0 and head["tau"] > 0
+    assert sorted(tensors) == sorted(expected), (sorted(tensors), sorted(expected))
+    return DecodedNetwork(
+        encoder=encoder,
+        layers=layers,
+        num_classes=head["num_classes"],
+        tau=float(head["tau"]),
+        info=description.get("info"),
+        description=description,
+        metadata=metadata,
+        tensor_order=list(tensors),
+    )
