@@ -248,29 +248,26 @@ fn evaluate_block<const W: usize>(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx2,bmi2,popcnt")]
-unsafe fn block_avx512<const W: usize>(
-    net: &Network,
-    encoding: &Encoding<'_>,
-    start: usize,
-    valid: usize,
-    scratch: &mut Scratch<W>,
-) -> Result<()> {
-    block_generic(net, encoding, start, valid, scratch)
+/// Defines an entry point that runs `block_generic` compiled with extra target features: the same source, so every
+/// path computes the same bits, vectorized for a wider instruction set.
+macro_rules! isa_entry {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const W: usize>(
+            net: &Network,
+            encoding: &Encoding<'_>,
+            start: usize,
+            valid: usize,
+            scratch: &mut Scratch<W>,
+        ) -> Result<()> {
+            block_generic(net, encoding, start, valid, scratch)
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,bmi2,popcnt")]
-unsafe fn block_avx2<const W: usize>(
-    net: &Network,
-    encoding: &Encoding<'_>,
-    start: usize,
-    valid: usize,
-    scratch: &mut Scratch<W>,
-) -> Result<()> {
-    block_generic(net, encoding, start, valid, scratch)
-}
+isa_entry!(block_avx512, "avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx2,bmi2,popcnt");
+isa_entry!(block_avx2, "avx2,bmi2,popcnt");
 
 #[inline(always)]
 fn block_generic<const W: usize>(
