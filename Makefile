@@ -30,6 +30,8 @@ lint:
 
 test-rust:
 	cargo test -p bitlogic --release --locked
+	# The loader again with overflow checks on (debug), so an unchecked sum on hostile input panics here.
+	cargo test -p bitlogic --locked --test loader_robustness
 	cargo run -p bitlogic --release --locked --example embedded
 
 test-python: build

@@ -104,6 +104,7 @@ impl Network {
 
     /// Parses the bytes of a network file.
     pub fn from_bytes(bytes: &[u8]) -> Result<Network> {
+        check_offsets(bytes)?;
         // `read_metadata` checks that every tensor's offsets lie inside the buffer and match its dtype and shape.
         let (header_len, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
             let culprit = faulty_tensor(bytes).map_or(String::new(), |name| format!(" (tensor `{name}`)"));
@@ -272,12 +273,34 @@ fn read_description(metadata: &HashMap<String, String>) -> Result<Description> {
     })
 }
 
+/// The container header as JSON, when the 8-byte length and the header it announces are present and parse.
+fn raw_header(bytes: &[u8]) -> Option<(usize, HashMap<String, serde_json::Value>)> {
+    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header = serde_json::from_slice(bytes.get(8..8usize.checked_add(len)?)?).ok()?;
+    Some((len, header))
+}
+
+/// Rejects any tensor whose byte range ends past the data present in the file. The safetensors layer adds offsets
+/// to the header length unchecked, which overflows on offsets near 2^64; bounding them by the file size first keeps
+/// every later sum small.
+fn check_offsets(bytes: &[u8]) -> Result<()> {
+    let Some((len, header)) = raw_header(bytes) else { return Ok(()) };
+    let available = bytes.len() - 8 - len;
+    for (name, info) in header.iter().filter(|(name, _)| name.as_str() != "__metadata__") {
+        let end = info.get("data_offsets").and_then(|o| o.get(1)).and_then(serde_json::Value::as_u64);
+        if let Some(end) = end.filter(|&end| end > available as u64) {
+            return Err(Error::Format(format!(
+                "not a safetensors container: tensor `{name}` ends at byte {end} of a {available}-byte data buffer"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// After the safetensors layer rejected a header, finds the first tensor whose byte range disagrees with its dtype
 /// and shape, so the error can name it. Returns `None` when the header cannot be read that far.
 fn faulty_tensor(bytes: &[u8]) -> Option<String> {
-    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
-    let header: HashMap<String, serde_json::Value> =
-        serde_json::from_slice(bytes.get(8..8usize.checked_add(len)?)?).ok()?;
+    let (_, header) = raw_header(bytes)?;
     let mut entries: Vec<_> = header.iter().filter(|(name, _)| name.as_str() != "__metadata__").collect();
     entries.sort_by_key(|(name, _)| name.as_str());
     entries.into_iter().find_map(|(name, info)| {
