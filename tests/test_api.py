@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import copy
+import pickle
 import threading
 
 import numpy as np
@@ -442,3 +444,12 @@ def test_error_hierarchy() -> None:
     assert issubclass(bitlogic.FormatError, bitlogic.BitlogicError)
     assert issubclass(bitlogic.BitlogicError, ValueError)
     assert not issubclass(bitlogic.InputError, bitlogic.FormatError)
+
+
+def test_network_pickles_and_deep_copies() -> None:
+    net = bitlogic.random_network(20, [24, 12], 3, kind="luts", n=3, seed=5)
+    x = np.random.default_rng(5).random((100, 20)) < 0.5
+    for clone in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        assert isinstance(clone, bitlogic.Network)
+        assert clone == net
+        np.testing.assert_array_equal(clone.scores(x), net.scores(x))

@@ -156,6 +156,10 @@ class Network:
         data as stored in a file), and ``num_inputs``, ``num_input_bits``, ``num_classes``."""
         return self._net.stats()
 
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        # Pickles (multiprocessing, copy.deepcopy) carry the network file's bytes.
+        return (Network.from_bytes, (self.to_bytes(),))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Network) and self._net == other._net
 
