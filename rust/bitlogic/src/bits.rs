@@ -37,20 +37,13 @@ pub const NOT_BITS: u64 = 0xfefe_fefe_fefe_fefe;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rng(state: &mut u64) -> u64 {
-        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
+    use crate::SplitMix64;
 
     #[test]
     fn transpose_matches_naive() {
-        let mut state = 7;
+        let mut rng = SplitMix64::new(7);
         for _ in 0..20 {
-            let original: [u64; 64] = std::array::from_fn(|_| rng(&mut state));
+            let original: [u64; 64] = std::array::from_fn(|_| rng.next_u64());
             let mut m = original;
             transpose64(&mut m);
             for (i, row) in original.iter().enumerate() {
