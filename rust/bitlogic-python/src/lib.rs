@@ -140,10 +140,6 @@ fn options(threads: Option<usize>, isa: Option<&str>) -> PyResult<EvalOptions> {
     Ok(EvalOptions { threads, isa })
 }
 
-fn rows_of(x: &Features<'_>) -> PyResult<usize> {
-    Ok(x.input().map_err(to_py)?.rows())
-}
-
 #[pymethods]
 impl PyNetwork {
     /// Reads a network file.
@@ -264,11 +260,11 @@ impl PyNetwork {
     ) -> PyResult<Bound<'py, PyArray2<i32>>> {
         let options = options(threads, isa)?;
         let features = Features::new(x)?;
-        let out = PyArray2::<i32>::zeros(py, [rows_of(&features)?, self.inner.num_classes()], false);
+        let input = features.input().map_err(to_py)?;
+        let out = PyArray2::<i32>::zeros(py, [input.rows(), self.inner.num_classes()], false);
         {
             let mut guard = out.readwrite();
             let slice = guard.as_slice_mut().expect("a new array is contiguous");
-            let input = features.input().map_err(to_py)?;
             py.allow_threads(|| self.inner.scores_into(input, slice, &options)).map_err(to_py)?;
         }
         Ok(out)
@@ -285,11 +281,11 @@ impl PyNetwork {
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let options = options(threads, isa)?;
         let features = Features::new(x)?;
-        let out = PyArray1::<i64>::zeros(py, [rows_of(&features)?], false);
+        let input = features.input().map_err(to_py)?;
+        let out = PyArray1::<i64>::zeros(py, [input.rows()], false);
         {
             let mut guard = out.readwrite();
             let slice = guard.as_slice_mut().expect("a new array is contiguous");
-            let input = features.input().map_err(to_py)?;
             py.allow_threads(|| self.inner.predict_into(input, slice, &options)).map_err(to_py)?;
         }
         Ok(out)

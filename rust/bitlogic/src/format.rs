@@ -26,7 +26,7 @@ const MAJOR_VERSION: u64 = 1;
 
 // The description is parsed into flat structs (a `kind` string plus every key any kind may have) rather than
 // serde-tagged enums: serde buffers tagged enums, which would hide the path of a bad value from the error message.
-// `check` then enforces which keys each kind requires and allows.
+// `check_keys` and `build` then enforce which keys each kind requires and allows.
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
