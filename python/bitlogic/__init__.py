@@ -9,9 +9,31 @@ Inference API::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bitlogic._native import BitlogicError, FormatError, InputError, __version__
 from bitlogic.network import Network, load, random_network, supported_isas
 from bitlogic.spec import BinaryLayer, BitsEncoder, GateLayer, LutLayer, ThresholdEncoder
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from torch import nn
+
+
+def compile(model: nn.Module, *, info: Mapping[str, str] | None = None) -> Network:  # noqa: A001
+    """The boolean network a trained model computes in ``eval()``, exactly.
+
+    ``model`` is a ``torch.nn.Sequential`` of an optional encoder (``bitlogic.nn.Thermometer`` or
+    ``DistributiveThermometer``, then ``nn.Flatten``), ``LogicLayer``, ``LUTLayer`` and ``BinaryLinear`` (+
+    ``BatchNorm1d``) + ``Sign`` layers, and a final ``GroupSum``. For every input ``x``,
+    ``compile(model).scores(x) / tau`` equals ``model.eval()(x)``. Raises ``bitlogic.export.ExportError`` naming the
+    layer that cannot be exported. Needs torch.
+    """
+    from bitlogic.export import compile_model
+
+    return compile_model(model, info=info)
+
 
 __all__ = [
     "BinaryLayer",
@@ -24,6 +46,7 @@ __all__ = [
     "Network",
     "ThresholdEncoder",
     "__version__",
+    "compile",
     "load",
     "random_network",
     "supported_isas",

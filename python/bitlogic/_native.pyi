@@ -14,6 +14,9 @@ __all__ = [
     "Network",
     "__version__",
     "default_isa",
+    "gate_backward",
+    "gate_backward_coef",
+    "gate_forward",
     "random_network",
     "supported_isas",
 ]
@@ -69,3 +72,16 @@ def random_network(
 ) -> Network: ...
 def supported_isas() -> list[str]: ...
 def default_isa() -> str: ...
+def gate_forward(
+    x: npt.NDArray[np.float32], ia: npt.NDArray[np.int64], ib: npt.NDArray[np.int64], coef: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]: ...
+def gate_backward(
+    x: npt.NDArray[np.float32],
+    ia: npt.NDArray[np.int64],
+    ib: npt.NDArray[np.int64],
+    coef: npt.NDArray[np.float32],
+    grad_out: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+def gate_backward_coef(
+    x: npt.NDArray[np.float32], ia: npt.NDArray[np.int64], ib: npt.NDArray[np.int64], grad_out: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]: ...

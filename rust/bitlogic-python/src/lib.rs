@@ -405,6 +405,163 @@ fn random_network(
         .map_err(to_py)
 }
 
+/// `obj` as a numpy array, or an `InputError` naming the argument.
+fn untyped_array<'a, 'py>(obj: &'a Bound<'py, PyAny>, name: &str) -> PyResult<&'a Bound<'py, PyUntypedArray>> {
+    obj.downcast::<PyUntypedArray>().map_err(|_| {
+        InputError::new_err(format!(
+            "{name}: expected a numpy array, got {}",
+            obj.get_type().name().map_or_else(|_| "an object".to_string(), |n| n.to_string())
+        ))
+    })
+}
+
+fn dtype_name(array: &Bound<'_, PyUntypedArray>) -> String {
+    array.dtype().str().map_or_else(|_| "?".to_string(), |s| s.to_string())
+}
+
+/// `obj` as a C-contiguous 2-D float32 array (`shape` describes it for the error message).
+fn f32_matrix<'py>(obj: &Bound<'py, PyAny>, name: &str, shape: &str) -> PyResult<PyReadonlyArray2<'py, f32>> {
+    let array = untyped_array(obj, name)?;
+    if array.ndim() != 2 {
+        return Err(InputError::new_err(format!(
+            "{name}: expected a 2-dimensional float32 array of shape {shape}, got shape {:?}",
+            array.shape()
+        )));
+    }
+    if !array.dtype().is_equiv_to(&dtype::<f32>(obj.py())) {
+        return Err(InputError::new_err(format!("{name}: expected dtype float32, got {}", dtype_name(array))));
+    }
+    if !array.is_c_contiguous() {
+        return Err(InputError::new_err(format!(
+            "{name}: expected a C-contiguous array (numpy.ascontiguousarray makes one), got strides {:?}",
+            array.strides()
+        )));
+    }
+    obj.extract()
+}
+
+fn contiguous<'a, T: Element>(array: &'a PyReadonlyArray2<'_, T>, name: &str) -> PyResult<&'a [T]> {
+    array.as_slice().map_err(|_| InputError::new_err(format!("{name}: expected a C-contiguous array")))
+}
+
+/// Gate wires: a 1-D int64 array of indices below `in_dim`, as `u32`.
+fn wires(obj: &Bound<'_, PyAny>, name: &str, in_dim: usize) -> PyResult<Vec<u32>> {
+    let array = untyped_array(obj, name)?;
+    if array.ndim() != 1 || !array.dtype().is_equiv_to(&dtype::<i64>(obj.py())) {
+        return Err(InputError::new_err(format!(
+            "{name}: expected a 1-dimensional int64 array of wire indices, got dtype {} and shape {:?}",
+            dtype_name(array),
+            array.shape()
+        )));
+    }
+    let array: PyReadonlyArray1<'_, i64> = obj.extract()?;
+    let wires: Vec<i64> = match array.as_slice() {
+        Ok(slice) => slice.to_vec(),
+        Err(_) => array.as_array().to_vec(),
+    };
+    let limit = (in_dim as u64).min(1 << 32) as i64; // wires are u32 in the core crate
+    if let Some((gate, &w)) = wires.iter().enumerate().find(|(_, &w)| !(0..limit).contains(&w)) {
+        return Err(InputError::new_err(format!("{name}[{gate}] = {w}: expected a wire in [0, {limit}) (a row of x)")));
+    }
+    Ok(wires.into_iter().map(|w| w as u32).collect())
+}
+
+/// Gate coefficients: a C-contiguous float32 `[N, 4]` array.
+fn coefficients(obj: &Bound<'_, PyAny>) -> PyResult<Vec<[f32; 4]>> {
+    let array = f32_matrix(obj, "coef", "[N, 4]")?;
+    if array.shape()[1] != 4 {
+        return Err(InputError::new_err(format!("coef: expected shape [N, 4], got {:?}", array.shape())));
+    }
+    Ok(contiguous(&array, "coef")?.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect())
+}
+
+fn coef_array(py: Python<'_>, rows: Vec<[f32; 4]>) -> Bound<'_, PyArray2<f32>> {
+    let n = rows.len();
+    Array2::from_shape_vec((n, 4), rows.into_iter().flatten().collect()).expect("4 values per gate").into_pyarray(py)
+}
+
+/// A new C-contiguous float32 array left uninitialized, for a kernel to overwrite: the training kernels write every
+/// element of their outputs, and saving the zeroing of megabytes per call is worth it there. The array is returned to
+/// Python only after the kernel succeeded (they validate everything before writing).
+fn uninit_f32(py: Python<'_>, dims: [usize; 2]) -> Bound<'_, PyArray2<f32>> {
+    // SAFETY: every bit pattern is a valid f32, and callers write every element before the array is read.
+    unsafe { PyArray2::<f32>::new(py, dims, false) }
+}
+
+/// Output `[N, batch]` of a layer of differentiable gates over `x` `[in_dim, batch]` (feature-major).
+#[pyfunction]
+fn gate_forward<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    ia: &Bound<'py, PyAny>,
+    ib: &Bound<'py, PyAny>,
+    coef: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let x = f32_matrix(x, "x", "[in_dim, batch]")?;
+    let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
+    let (ia, ib) = (wires(ia, "ia", in_dim)?, wires(ib, "ib", in_dim)?);
+    let coef = coefficients(coef)?;
+    let x = contiguous(&x, "x")?;
+    let out = uninit_f32(py, [ia.len(), batch]);
+    {
+        let mut guard = out.readwrite();
+        let slice = guard.as_slice_mut().expect("a new array is contiguous");
+        py.allow_threads(|| bitlogic::gate_forward(x, in_dim, batch, &ia, &ib, &coef, slice)).map_err(to_py)?;
+    }
+    Ok(out)
+}
+
+type Float32Pair<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<f32>>);
+
+/// Gradients `(grad_x [in_dim, batch], grad_coef [N, 4])` of `gate_forward` given `grad_out` `[N, batch]`.
+#[pyfunction]
+fn gate_backward<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    ia: &Bound<'py, PyAny>,
+    ib: &Bound<'py, PyAny>,
+    coef: &Bound<'py, PyAny>,
+    grad_out: &Bound<'py, PyAny>,
+) -> PyResult<Float32Pair<'py>> {
+    let x = f32_matrix(x, "x", "[in_dim, batch]")?;
+    let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
+    let (ia, ib) = (wires(ia, "ia", in_dim)?, wires(ib, "ib", in_dim)?);
+    let coef = coefficients(coef)?;
+    let grad_out = f32_matrix(grad_out, "grad_out", "[N, batch]")?;
+    let (x, grad_out) = (contiguous(&x, "x")?, contiguous(&grad_out, "grad_out")?);
+    let grad_x = uninit_f32(py, [in_dim, batch]);
+    let mut grad_coef = vec![[0.0f32; 4]; ia.len()];
+    {
+        let mut guard = grad_x.readwrite();
+        let slice = guard.as_slice_mut().expect("a new array is contiguous");
+        py.allow_threads(|| {
+            bitlogic::gate_backward(x, in_dim, batch, &ia, &ib, &coef, grad_out, slice, &mut grad_coef)
+        })
+        .map_err(to_py)?;
+    }
+    Ok((grad_x, coef_array(py, grad_coef)))
+}
+
+/// The coefficient gradient `[N, 4]` alone, for a layer whose input needs no gradient.
+#[pyfunction]
+fn gate_backward_coef<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    ia: &Bound<'py, PyAny>,
+    ib: &Bound<'py, PyAny>,
+    grad_out: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let x = f32_matrix(x, "x", "[in_dim, batch]")?;
+    let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
+    let (ia, ib) = (wires(ia, "ia", in_dim)?, wires(ib, "ib", in_dim)?);
+    let grad_out = f32_matrix(grad_out, "grad_out", "[N, batch]")?;
+    let (x, grad_out) = (contiguous(&x, "x")?, contiguous(&grad_out, "grad_out")?);
+    let mut grad_coef = vec![[0.0f32; 4]; ia.len()];
+    py.allow_threads(|| bitlogic::gate_backward_coef(x, in_dim, batch, &ia, &ib, grad_out, &mut grad_coef))
+        .map_err(to_py)?;
+    Ok(coef_array(py, grad_coef))
+}
+
 /// Names of the instruction-set paths this CPU supports, slowest first.
 #[pyfunction]
 fn supported_isas() -> Vec<&'static str> {
@@ -429,5 +586,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(random_network, m)?)?;
     m.add_function(wrap_pyfunction!(supported_isas, m)?)?;
     m.add_function(wrap_pyfunction!(default_isa, m)?)?;
+    m.add_function(wrap_pyfunction!(gate_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(gate_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(gate_backward_coef, m)?)?;
     Ok(())
 }

@@ -28,6 +28,7 @@ mod kernels;
 mod network;
 pub mod ops;
 mod random;
+pub mod train;
 
 pub use engine::{EvalOptions, Isa};
 pub use error::{Error, Result};
@@ -37,3 +38,4 @@ pub use network::{
     BinaryLayer, BitOrder, Encoder, GateLayer, Layer, LutLayer, Network, Stats, ThresholdEncoder, MAX_ARITY,
 };
 pub use random::{random_network, LayerKind, SplitMix64};
+pub use train::{gate_backward, gate_backward_coef, gate_forward};

@@ -1,0 +1,103 @@
+"""Named model presets: a family (``logic``, ``lut``, ``binary``) and a size, with training defaults.
+
+A preset builds a fresh ``torch.nn.Sequential`` for a dataset: it fits the encoder on the training features and
+sizes the input and output layers to the data. The figures each preset reaches on MNIST are in the README, measured
+with ``benches/presets.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from bitlogic.nn import BinaryLinear, DistributiveThermometer, GroupSum, LogicLayer, LUTLayer, Sign
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model architecture and the training settings it was tuned with."""
+
+    name: str
+    family: str
+    description: str
+    epochs: int
+    batch_size: int
+    lr: float
+    make: Callable[[np.ndarray, int], nn.Sequential]
+
+    def build(self, x_train: np.ndarray, num_classes: int) -> nn.Sequential:
+        """A fresh model for features like ``x_train`` ``[N, F]`` (the encoder is fitted on them)."""
+        x = np.asarray(x_train)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(f"preset {self.name}: expected training features [N, F], got shape {x.shape}")
+        return self.make(x.reshape(x.shape[0], -1), num_classes)
+
+
+def _encoder(x: np.ndarray, bits: int) -> list[nn.Module]:
+    return [DistributiveThermometer(bits).fit(x), nn.Flatten()]
+
+
+def _logic(bits: int, widths: list[int], tau: float) -> Callable[[np.ndarray, int], nn.Sequential]:
+    def make(x: np.ndarray, classes: int) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        width = x.shape[1] * bits
+        for i, out in enumerate(widths):
+            out = out if i < len(widths) - 1 else out - out % classes
+            layers.append(LogicLayer(width, out, connections="unique" if i == 0 else "random"))
+            width = out
+        return nn.Sequential(*_encoder(x, bits), *layers, GroupSum(classes, tau))
+
+    return make
+
+
+def _lut(bits: int, widths: list[int], n: int, tau: float) -> Callable[[np.ndarray, int], nn.Sequential]:
+    def make(x: np.ndarray, classes: int) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        width = x.shape[1] * bits
+        for i, out in enumerate(widths):
+            out = out if i < len(widths) - 1 else out - out % classes
+            # A learned choice of inputs matters most where the inputs are raw encoder bits.
+            layers.append(LUTLayer(width, out, n=n, mapping="learnable" if i == 0 else "random"))
+            width = out
+        return nn.Sequential(*_encoder(x, bits), *layers, GroupSum(classes, tau))
+
+    return make
+
+
+def _binary(bits: int, hidden: list[int], per_class: int) -> Callable[[np.ndarray, int], nn.Sequential]:
+    def make(x: np.ndarray, classes: int) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        width = x.shape[1] * bits
+        for out in [*hidden, per_class * classes]:
+            layers += [BinaryLinear(width, out), nn.BatchNorm1d(out), Sign()]
+            width = out
+        return nn.Sequential(*_encoder(x, bits), *layers, GroupSum(classes, per_class / 10))
+
+    return make
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("logic-small", "logic", "4 x 8000 two-input gates", 10, 100, 0.05, _logic(2, [8000] * 4, 20.0)),
+        Preset("logic-large", "logic", "6 x 12000 two-input gates", 10, 100, 0.05, _logic(3, [12000] * 6, 30.0)),
+        Preset("lut-small", "lut", "1000 + 500 six-input LUTs", 6, 256, 0.02, _lut(3, [1000, 500], 6, 10 / 3)),
+        Preset("lut-large", "lut", "2000 + 1000 six-input LUTs", 8, 256, 0.02, _lut(3, [2000, 1000], 6, 10 / 3)),
+        Preset("binary-small", "binary", "XNOR-popcount MLP, 2 x 1024 hidden", 8, 256, 3e-3, _binary(2, [1024] * 2, 50)),
+        Preset("binary-large", "binary", "XNOR-popcount MLP, 2 x 2048 hidden", 10, 256, 3e-3, _binary(3, [2048] * 2, 100)),
+    ]
+}
+
+
+def get(name: str) -> Preset:
+    """The preset called ``name``; a ValueError lists the known names otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+
+
+__all__ = ["PRESETS", "Preset", "get"]
