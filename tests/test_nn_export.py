@@ -335,3 +335,30 @@ def test_compile_leaves_the_training_mode_alone() -> None:
     model.train()
     bitlogic.compile(model)
     assert all(m.training for m in model.modules())
+
+
+def test_grad_factor_scales_the_input_gradient() -> None:
+    torch.manual_seed(6)
+    plain = LogicLayer(10, 20)
+    scaled = LogicLayer(10, 20, grad_factor=2.5)
+    scaled.load_state_dict(plain.state_dict())
+    x = torch.rand(5, 10)
+    grads = []
+    for layer in (plain, scaled):
+        xi = x.clone().requires_grad_()
+        layer(xi).sum().backward()
+        assert xi.grad is not None
+        grads.append(xi.grad)
+    assert torch.allclose(grads[1], 2.5 * grads[0])
+
+
+def test_lut_without_ste_trains_on_soft_bits_and_evaluates_bits() -> None:
+    torch.manual_seed(7)
+    layer = LUTLayer(6, 4, n=2, ste=False)
+    with torch.no_grad():
+        layer.tables.copy_(torch.tensor([[-0.5, 0.5, 1.0, -1.0]] * 4))
+    x = torch.randint(0, 2, (8, 6)).to(torch.float32)
+    soft = layer.train()(x)
+    hard = layer.eval()(x)
+    assert set(soft.unique().tolist()) <= {0.0, 0.25, 0.75, 1.0}
+    assert torch.equal(hard, (soft > 0.5).to(torch.float32))
