@@ -10,7 +10,6 @@ uses the preset's defaults and all of torch's threads; inference is timed on the
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
@@ -19,17 +18,8 @@ import torch
 import bitlogic
 from bitlogic import datasets, presets
 from bitlogic.training import train
+from _machine import cpu_name  # benches/ is the script directory, first on sys.path
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def size_of(stats: dict[str, object]) -> str:
@@ -53,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data = datasets.load(args.dataset)
-    print(f"# {args.dataset}: {len(data.x_train)} train / {len(data.x_test)} test; {cpu_model()}, "
+    print(f"# {args.dataset}: {len(data.x_train)} train / {len(data.x_test)} test; {cpu_name()}, "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, bitlogic {bitlogic.__version__}")
     rows = []
     for name in args.names:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from collections.abc import Callable
 
@@ -19,6 +18,7 @@ import numpy as np
 
 import bitlogic
 from bitlogic import reference
+from _machine import cpu_name  # benches/ is the script directory, first on sys.path
 
 
 def best_seconds(run: Callable[[], object], repeats: int) -> float:
@@ -30,16 +30,6 @@ def best_seconds(run: Callable[[], object], repeats: int) -> float:
         times.append(time.perf_counter() - start)
     return min(times)
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

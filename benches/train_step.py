@@ -17,7 +17,6 @@ Figures depend on the machine: report them with it.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from collections.abc import Callable
 
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bitlogic.nn._gates import gates, gates_torch
+from _machine import cpu_name  # benches/ is the script directory, first on sys.path
 
 IN_DIM, WIDTH, DEPTH, BATCH, CLASSES, TAU, LR = 784, 8000, 6, 100, 10, 30.0, 0.01
 
@@ -142,16 +142,6 @@ def seconds_per_step(trainer: Trainer, steps: int, warmup: int = 2) -> tuple[flo
     times.sort()
     return times[len(times) // 2], times[0]
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

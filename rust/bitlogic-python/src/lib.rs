@@ -488,6 +488,24 @@ fn uninit_f32(py: Python<'_>, dims: [usize; 2]) -> Bound<'_, PyArray2<f32>> {
     unsafe { PyArray2::<f32>::new(py, dims, false) }
 }
 
+/// The arguments every gate kernel takes: the feature-major input `x` `[in_dim, batch]` and the wires `ia`, `ib`.
+struct GateLayerArgs<'py> {
+    x: PyReadonlyArray2<'py, f32>,
+    in_dim: usize,
+    batch: usize,
+    ia: Vec<u32>,
+    ib: Vec<u32>,
+}
+
+impl<'py> GateLayerArgs<'py> {
+    fn new(x: &Bound<'py, PyAny>, ia: &Bound<'py, PyAny>, ib: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let x = f32_matrix(x, "x", "[in_dim, batch]")?;
+        let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
+        let (ia, ib) = (wires(ia, "ia", in_dim)?, wires(ib, "ib", in_dim)?);
+        Ok(Self { x, in_dim, batch, ia, ib })
+    }
+}
+
 /// Output `[N, batch]` of a layer of differentiable gates over `x` `[in_dim, batch]` (feature-major).
 #[pyfunction]
 fn gate_forward<'py>(
@@ -497,9 +515,7 @@ fn gate_forward<'py>(
     ib: &Bound<'py, PyAny>,
     coef: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let x = f32_matrix(x, "x", "[in_dim, batch]")?;
-    let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
-    let (ia, ib) = (wires(ia, "ia", in_dim)?, wires(ib, "ib", in_dim)?);
+    let GateLayerArgs { x, in_dim, batch, ia, ib } = GateLayerArgs::new(x, ia, ib)?;
     let coef = coefficients(coef)?;
     let x = contiguous(&x, "x")?;
     let out = uninit_f32(py, [ia.len(), batch]);
@@ -523,9 +539,7 @@ fn gate_backward<'py>(
     coef: &Bound<'py, PyAny>,
     grad_out: &Bound<'py, PyAny>,
 ) -> PyResult<Float32Pair<'py>> {
-    let x = f32_matrix(x, "x", "[in_dim, batch]")?;
-    let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
-    let (ia, ib) = (wires(ia, "ia", in_dim)?, wires(ib, "ib", in_dim)?);
+    let GateLayerArgs { x, in_dim, batch, ia, ib } = GateLayerArgs::new(x, ia, ib)?;
     let coef = coefficients(coef)?;
     let grad_out = f32_matrix(grad_out, "grad_out", "[N, batch]")?;
     let (x, grad_out) = (contiguous(&x, "x")?, contiguous(&grad_out, "grad_out")?);
@@ -551,9 +565,7 @@ fn gate_backward_coef<'py>(
     ib: &Bound<'py, PyAny>,
     grad_out: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let x = f32_matrix(x, "x", "[in_dim, batch]")?;
-    let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
-    let (ia, ib) = (wires(ia, "ia", in_dim)?, wires(ib, "ib", in_dim)?);
+    let GateLayerArgs { x, in_dim, batch, ia, ib } = GateLayerArgs::new(x, ia, ib)?;
     let grad_out = f32_matrix(grad_out, "grad_out", "[N, batch]")?;
     let (x, grad_out) = (contiguous(&x, "x")?, contiguous(&grad_out, "grad_out")?);
     let mut grad_coef = vec![[0.0f32; 4]; ia.len()];
