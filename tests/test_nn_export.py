@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import bitlogic
@@ -96,9 +98,9 @@ def assert_exact(model: nn.Sequential, x: torch.Tensor) -> bitlogic.Network:
     return net
 
 
-def train_steps(model: nn.Sequential, x: torch.Tensor, steps: int, seed: int) -> None:
+def train_steps(model: nn.Sequential, x: torch.Tensor, steps: int, seed: int, classes: int = 3) -> None:
     g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (x.shape[0],), generator=g)
+    y = torch.randint(0, classes, (x.shape[0],), generator=g)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     model.train()
     for _ in range(steps):
@@ -362,3 +364,71 @@ def test_lut_without_ste_trains_on_soft_bits_and_evaluates_bits() -> None:
     hard = layer.eval()(x)
     assert set(soft.unique().tolist()) <= {0.0, 0.25, 0.75, 1.0}
     assert torch.equal(hard, (soft > 0.5).to(torch.float32))
+
+
+# Random architectures: any order of families, widths, arities and encoders must export exactly.
+
+LAYER = st.one_of(
+    st.tuples(st.just("logic"), st.sampled_from(["softmax16", "inputwise"]), st.sampled_from(["random", "residual"])),
+    st.tuples(st.just("lut"), st.integers(1, 6), st.sampled_from(["random", "learnable", "arange"])),
+    st.tuples(st.just("binary"), st.sampled_from(["ste_sign", "approx_sign", "swish_sign"]), st.booleans()),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    features=st.integers(1, 6),
+    bits=st.integers(1, 3),
+    encoder=st.sampled_from(["uniform", "distributive", "none"]),
+    layers=st.lists(st.tuples(LAYER, st.integers(1, 24)), min_size=1, max_size=4),
+    classes=st.integers(1, 4),
+    per_class=st.integers(1, 5),
+    tau=st.sampled_from([1.0, 0.3, 7.0]),
+    seed=st.integers(0, 2**31 - 1),
+    train=st.booleans(),
+)
+def test_random_architectures_export_exactly(
+    features: int,
+    bits: int,
+    encoder: str,
+    layers: list[tuple[tuple[str, object, object], int]],
+    classes: int,
+    per_class: int,
+    tau: float,
+    seed: int,
+    train: bool,
+) -> None:
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(200, features, generator=g) * 2.4 - 1.2
+    modules: list[nn.Module] = []
+    if encoder == "uniform":
+        modules += [Thermometer(bits, -1.0, 1.0), nn.Flatten()]
+        width = features * bits
+    elif encoder == "distributive":
+        modules += [DistributiveThermometer(bits).fit(x.numpy()), nn.Flatten()]
+        width = features * bits
+    else:
+        x = torch.randint(0, 2, (200, features), generator=g).to(torch.float32)
+        width = features
+    for i, ((kind, a, b), out) in enumerate(layers):
+        out = classes * per_class if i == len(layers) - 1 else out
+        if kind == "logic":
+            modules.append(LogicLayer(width, out, parametrization=a, init=b))  # type: ignore[arg-type]
+        elif kind == "lut":
+            modules.append(LUTLayer(width, out, n=int(a), mapping=b))  # type: ignore[arg-type, call-overload]
+        else:
+            modules += [BinaryLinear(width, out, quantizer=a)]  # type: ignore[arg-type]
+            modules += [nn.BatchNorm1d(out)] if b else []
+            modules += [Sign(quantizer=a)]  # type: ignore[arg-type]
+        width = out
+    model = nn.Sequential(*modules, GroupSum(classes, tau=tau))
+    randomize_batch_norms(model, g)
+    if train:
+        train_steps(model, x[:64], steps=3, seed=seed, classes=classes)
+    net = bitlogic.compile(model)
+    with torch.no_grad():
+        expected = model.eval()(x)
+    inputs = x.numpy() if encoder != "none" else x.numpy().astype(bool)
+    got = torch.from_numpy(net.scores(inputs)).to(torch.float32) / tau
+    assert torch.equal(got, expected)
