@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,6 +41,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None, help="override every preset's epochs")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="write NAME.bitlogic and NAME.pt (the state_dict) here, for benches/throughput.py")
     args = parser.parse_args()
 
     data = datasets.load(args.dataset)
@@ -54,6 +57,10 @@ def main() -> None:
         result = train(model, data, epochs=epochs, batch_size=preset.batch_size, lr=preset.lr, seed=args.seed,
                        progress=False)
         net = bitlogic.compile(model)
+        if args.save is not None:
+            args.save.mkdir(parents=True, exist_ok=True)
+            net.save(args.save / f"{name}.bitlogic")
+            torch.save(model.state_dict(), args.save / f"{name}.pt")
         accuracy = float(np.mean(net.predict(data.x_test) == data.y_test))
         best = float("inf")
         for _ in range(5):

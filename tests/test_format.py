@@ -467,11 +467,16 @@ def test_huge_declared_sizes_do_not_allocate(tmp_path: Path) -> None:
     format_error(tmp_path, _edit_header(data, edit))
 
     # A legal network that is huge only in name: 2^31 - 1 input bits, no layers, one class. Loading it must not
-    # allocate per input bit (the process would run out of memory); its sizes come back as written.
+    # allocate per input bit (the process would run out of memory); its sizes come back as written. Its compiled
+    # form would exceed the engine's node limit, which is said, again without allocating.
     big = FileParts((BitsEncoder(2**31 - 1), [], 1, 1.0))
     net = load_bytes(tmp_path, big.bytes())
     assert net.num_inputs == 2**31 - 1
-    assert net.stats()["bytes"] == 0
+    assert "2147483647 inputs" in repr(net)
+    with pytest.raises(bitlogic.InputError, match="too large to evaluate"):
+        net.prepare()
+    with pytest.raises(bitlogic.InputError, match="too large to evaluate"):
+        net.stats()
 
 
 # -- metadata and versions --------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bitlogic._native import BitlogicError, FormatError, InputError, __version__
-from bitlogic.network import Network, load, random_network, supported_isas
+from bitlogic.network import Network, load, pack_bits, random_network, supported_isas
 from bitlogic.spec import BinaryLayer, BitsEncoder, GateLayer, LutLayer, ThresholdEncoder
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ __all__ = [
     "__version__",
     "compile",
     "load",
+    "pack_bits",
     "random_network",
     "supported_isas",
 ]

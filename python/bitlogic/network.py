@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bitlogic import _native
+from bitlogic._native import InputError
 from bitlogic.spec import BinaryLayer, BitsEncoder, Encoder, GateLayer, Layer, LutLayer, ThresholdEncoder
 
 PathLike = str | os.PathLike[str]
@@ -80,21 +81,40 @@ class Network:
 
     # -- evaluation ---------------------------------------------------------------------------------------------
 
-    def predict(self, x: Any, *, threads: int | None = None, isa: Isa | None = None) -> np.ndarray:
+    def predict(
+        self,
+        x: Any,
+        *,
+        threads: int | None = None,
+        isa: Isa | None = None,
+        optimize: bool = True,
+        num_samples: int | None = None,
+    ) -> np.ndarray:
         """Predicted class of every row of ``x``, int64 ``[N]``; ties go to the lowest class index.
 
-        ``x`` is a 2-D array: float32, float64 or uint8 features (through the network's encoder), or bool (or 0/1
-        uint8 for a network without thresholds) input bits. ``threads=None`` uses every core; ``isa`` forces an
-        instruction-set path (see :func:`bitlogic.supported_isas`).
+        ``x`` is a 2-D array: float32, float64 or uint8 features (through the network's encoder), bool (or 0/1
+        uint8 for a network without thresholds) input bits, or input bits already packed as uint64 bit planes
+        ``[num_input_bits, ceil(N / 64)]`` (see :func:`bitlogic.pack_bits`; ``num_samples`` gives ``N``, by
+        default 64 per word). ``threads=None`` uses every core; ``isa`` forces an instruction-set path (see
+        :func:`bitlogic.supported_isas`); ``optimize=False`` evaluates every gate and table as written, for
+        comparison with the optimized program (same results).
         """
-        return self._net.predict(_as_array(x), threads, isa)
+        return self._net.predict(_as_array(x), threads, isa, optimize, num_samples)
 
-    def scores(self, x: Any, *, threads: int | None = None, isa: Isa | None = None) -> np.ndarray:
+    def scores(
+        self,
+        x: Any,
+        *,
+        threads: int | None = None,
+        isa: Isa | None = None,
+        optimize: bool = True,
+        num_samples: int | None = None,
+    ) -> np.ndarray:
         """GroupSum class scores, int32 ``[N, num_classes]``: the popcount of each class's group of output bits.
 
-        Divided by :attr:`tau` they equal the trained model's outputs.
+        Divided by :attr:`tau` they equal the trained model's outputs. Arguments as for :meth:`predict`.
         """
-        return self._net.scores(_as_array(x), threads, isa)
+        return self._net.scores(_as_array(x), threads, isa, optimize, num_samples)
 
     # -- files --------------------------------------------------------------------------------------------------
 
@@ -151,10 +171,25 @@ class Network:
                 out.append(BinaryLayer(first, second))
         return out
 
+    def prepare(self) -> "Network":
+        """Runs the optimizing passes now rather than on the first evaluation, and returns the network.
+
+        Evaluation needs them once; calling this after loading keeps that time out of the first ``predict``.
+        A network too large for the engine's compiler raises :class:`bitlogic.InputError`."""
+        self._net.prepare()
+        return self
+
     def stats(self) -> dict[str, Any]:
         """Sizes: ``gates``, ``luts`` (arity -> count), ``binary_weights``, ``depth`` (layers), ``bytes`` (network
-        data as stored in a file), and ``num_inputs``, ``num_input_bits``, ``num_classes``."""
-        return self._net.stats()
+        data as stored in a file), and ``num_inputs``, ``num_input_bits``, ``num_classes``; then what the engine
+        runs: ``before`` and ``after`` (the program without and with optimization: ``ops`` three-input operations,
+        of which ``inverters``, ``two_input_ops`` and ``three_input_ops``, ``binary_rows``, ``binary_weights``,
+        ``inputs_read``, ``slots`` of working memory and ``depth``) and ``passes`` (what each optimizing pass
+        removed: ``constants``, ``wires``, ``inverters_absorbed``, ``merged``, ``inputs_removed``, ``luts_split``,
+        ``fused``, ``dead``, ``binary_inputs_folded``, ``binary_rows_constant``)."""
+        stats: dict[str, Any] = self._net.stats()
+        stats.update(self._net.optimization())
+        return stats
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         # Pickles (multiprocessing, copy.deepcopy) carry the network file's bytes.
@@ -166,7 +201,7 @@ class Network:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        s = self.stats()
+        s = self._net.stats()
         parts = [f"gates={s['gates']}"] if s["gates"] else []
         parts += [f"luts{n}={c}" for n, c in s["luts"].items()]
         if s["binary_weights"]:
@@ -181,8 +216,29 @@ def _as_array(x: Any) -> Any:
 
 
 def load(path: PathLike) -> Network:
-    """Reads a network file. A malformed file raises :class:`bitlogic.FormatError`."""
+    """Reads a network file. A malformed file raises :class:`bitlogic.FormatError`.
+
+    The engine compiles the network (its optimizing passes) on the first evaluation, or when
+    :meth:`Network.prepare` is called."""
     return Network(_native.Network.load(os.fspath(path)))
+
+
+def pack_bits(bits: Any) -> np.ndarray:
+    """Packs input bits ``[N, B]`` (bool or 0/1 integers) as bit planes, uint64 ``[B, ceil(N / 64)]``: sample ``s``
+    is bit ``s % 64`` of word ``s // 64`` of each plane. Packed planes go to :meth:`Network.predict` as they are,
+    skipping the encoder; pass ``num_samples=N``."""
+    array = np.asarray(bits)
+    if array.ndim != 2:
+        raise InputError(f"expected a 2-dimensional array of shape [samples, bits], got shape {array.shape}")
+    if array.dtype != np.bool_:
+        if not np.issubdtype(array.dtype, np.integer) or ((array != 0) & (array != 1)).any():
+            raise InputError("expected bool or 0/1 integer bits")
+        array = array.astype(np.bool_)
+    n, b = array.shape
+    words = -(-n // 64)
+    packed = np.zeros((b, words * 8), dtype=np.uint8)
+    packed[:, : -(-n // 8)] = np.packbits(array.T, axis=1, bitorder="little")
+    return packed.view("<u8").astype(np.uint64, copy=False)
 
 
 def random_network(

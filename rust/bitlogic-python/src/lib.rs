@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bitlogic::{
     BinaryLayer, BitOrder, Encoder, Error, EvalOptions, GateLayer, Input, Isa, Layer, LayerKind, LutLayer, Matrix,
-    Network, ThresholdEncoder,
+    Network, Packed, ProgramStats, ThresholdEncoder,
 };
 use numpy::ndarray::{Array2, ArrayView2};
 use numpy::{
@@ -91,10 +91,12 @@ enum Features<'py> {
     F64(View<'py, f64>),
     U8(View<'py, u8>),
     Bool(View<'py, u8>),
+    /// Bit planes `[num_bits, ceil(num_samples / 64)]` and the number of samples.
+    Packed(View<'py, u64>, usize),
 }
 
 impl<'py> Features<'py> {
-    fn new(x: &Bound<'py, PyAny>) -> PyResult<Self> {
+    fn new(x: &Bound<'py, PyAny>, num_samples: Option<usize>) -> PyResult<Self> {
         let py = x.py();
         let Ok(array) = x.downcast::<PyUntypedArray>() else {
             return Err(InputError::new_err(format!(
@@ -109,6 +111,20 @@ impl<'py> Features<'py> {
             )));
         }
         let d = array.dtype();
+        if d.is_equiv_to(&dtype::<u64>(py)) {
+            let words = array.shape()[1];
+            let n = num_samples.unwrap_or(64 * words);
+            if n.div_ceil(64) != words {
+                return Err(InputError::new_err(format!(
+                    "packed bit planes of {n} samples need {} words per plane, got {words}",
+                    n.div_ceil(64)
+                )));
+            }
+            return Ok(Features::Packed(View::new(x)?, n));
+        }
+        if num_samples.is_some() {
+            return Err(InputError::new_err("num_samples is only for packed bit planes (a uint64 array)"));
+        }
         if d.is_equiv_to(&dtype::<f32>(py)) {
             Ok(Features::F32(View::new(x)?))
         } else if d.is_equiv_to(&dtype::<f64>(py)) {
@@ -119,7 +135,7 @@ impl<'py> Features<'py> {
             Ok(Features::Bool(View::new(&x.call_method1("view", (dtype::<u8>(py),))?)?))
         } else {
             Err(InputError::new_err(format!(
-                "expected a float32, float64, uint8 or bool array, got dtype {}",
+                "expected a float32, float64, uint8 or bool array (or uint64 bit planes), got dtype {}",
                 d.str().map_or_else(|_| "?".to_string(), |s| s.to_string())
             )))
         }
@@ -131,13 +147,19 @@ impl<'py> Features<'py> {
             Features::F64(v) => Input::F64(v.matrix()?),
             Features::U8(v) => Input::U8(v.matrix()?),
             Features::Bool(v) => Input::Bits(v.matrix()?),
+            Features::Packed(v, n) => {
+                let m = v.matrix()?;
+                let data =
+                    m.contiguous().ok_or_else(|| Error::Input("packed bit planes must be C-contiguous".into()))?;
+                Input::Packed(Packed::new(data, m.rows(), *n)?)
+            }
         })
     }
 }
 
-fn options(threads: Option<usize>, isa: Option<&str>) -> PyResult<EvalOptions> {
+fn options(threads: Option<usize>, isa: Option<&str>, optimize: bool) -> PyResult<EvalOptions> {
     let isa = isa.map(Isa::from_name).transpose().map_err(to_py)?;
-    Ok(EvalOptions { threads, isa })
+    Ok(EvalOptions { threads, isa, optimize })
 }
 
 #[pymethods]
@@ -250,16 +272,18 @@ impl PyNetwork {
     }
 
     /// Class scores, int32 `[N, num_classes]`.
-    #[pyo3(signature = (x, threads=None, isa=None))]
+    #[pyo3(signature = (x, threads=None, isa=None, optimize=true, num_samples=None))]
     fn scores<'py>(
         &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         threads: Option<usize>,
         isa: Option<&str>,
+        optimize: bool,
+        num_samples: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray2<i32>>> {
-        let options = options(threads, isa)?;
-        let features = Features::new(x)?;
+        let options = options(threads, isa, optimize)?;
+        let features = Features::new(x, num_samples)?;
         let input = features.input().map_err(to_py)?;
         let out = PyArray2::<i32>::zeros(py, [input.rows(), self.inner.num_classes()], false);
         {
@@ -271,16 +295,18 @@ impl PyNetwork {
     }
 
     /// Predicted classes, int64 `[N]`.
-    #[pyo3(signature = (x, threads=None, isa=None))]
+    #[pyo3(signature = (x, threads=None, isa=None, optimize=true, num_samples=None))]
     fn predict<'py>(
         &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         threads: Option<usize>,
         isa: Option<&str>,
+        optimize: bool,
+        num_samples: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let options = options(threads, isa)?;
-        let features = Features::new(x)?;
+        let options = options(threads, isa, optimize)?;
+        let features = Features::new(x, num_samples)?;
         let input = features.input().map_err(to_py)?;
         let out = PyArray1::<i64>::zeros(py, [input.rows()], false);
         {
@@ -289,6 +315,50 @@ impl PyNetwork {
             py.allow_threads(|| self.inner.predict_into(input, slice, &options)).map_err(to_py)?;
         }
         Ok(out)
+    }
+
+    /// Builds the optimized program now (with the GIL released) instead of at the first evaluation.
+    fn prepare(&self, py: Python<'_>) -> PyResult<()> {
+        py.allow_threads(|| self.inner.prepare()).map_err(to_py)
+    }
+
+    /// What the optimizing passes removed and the program sizes before and after.
+    fn optimization<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let o = py.allow_threads(|| self.inner.optimization()).map_err(to_py)?;
+        let program = |p: &ProgramStats| -> PyResult<Bound<'py, PyDict>> {
+            let d = PyDict::new(py);
+            d.set_item("ops", p.total_ops())?;
+            d.set_item("inverters", p.ops[1])?;
+            d.set_item("two_input_ops", p.ops[2])?;
+            d.set_item("three_input_ops", p.ops[3])?;
+            d.set_item("binary_rows", p.binary_rows)?;
+            d.set_item("binary_weights", p.binary_weights)?;
+            d.set_item("inputs_read", p.inputs_read)?;
+            d.set_item("slots", p.slots)?;
+            d.set_item("depth", p.depth)?;
+            Ok(d)
+        };
+        let passes = PyDict::new(py);
+        let r = &o.passes;
+        for (name, value) in [
+            ("constants", r.constants),
+            ("wires", r.wires),
+            ("inverters_absorbed", r.inverters_absorbed),
+            ("merged", r.merged),
+            ("inputs_removed", r.inputs_removed),
+            ("luts_split", r.luts_split),
+            ("fused", r.fused),
+            ("dead", r.dead),
+            ("binary_inputs_folded", r.binary_inputs_folded),
+            ("binary_rows_constant", r.binary_rows_constant),
+        ] {
+            passes.set_item(name, value)?;
+        }
+        let dict = PyDict::new(py);
+        dict.set_item("before", program(&o.before)?)?;
+        dict.set_item("after", program(&o.after)?)?;
+        dict.set_item("passes", passes)?;
+        Ok(dict)
     }
 
     /// Counts of gates, tables and weights, depth and size.

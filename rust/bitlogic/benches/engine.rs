@@ -21,7 +21,7 @@ fn families(c: &mut Criterion) {
     for (name, net) in &networks {
         let net = net.as_ref().expect("valid random network");
         for isa in Isa::supported() {
-            let options = EvalOptions { threads: Some(1), isa: Some(isa) };
+            let options = EvalOptions { threads: Some(1), isa: Some(isa), ..Default::default() };
             group.bench_with_input(BenchmarkId::new(*name, isa.name()), &options, |b, options| {
                 b.iter(|| net.predict(input, options).expect("evaluation succeeds"))
             });

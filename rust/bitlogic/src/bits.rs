@@ -22,17 +22,27 @@ pub fn transpose64(m: &mut [u64; 64]) {
     }
 }
 
-/// Packs eight bytes that are each 0 or 1 (little-endian in `v`) into the low 8 bits, byte `i` becoming bit `i`.
-///
-/// The multiplier moves byte `i`'s bit (at position `8i`) to position `56 + i`; no two partial products land on the
-/// same bit, so there are no carries.
+/// [`transpose64`] on `W` independent matrices at once: lane `w` of every row is matrix `w`. The lanes vectorize.
 #[inline(always)]
-pub fn pack_byte_bits(v: u64) -> u64 {
-    v.wrapping_mul(0x0102_0408_1020_4080) >> 56
+pub fn transpose64_lanes<const W: usize>(m: &mut [[u64; W]; 64]) {
+    let mut width = 32;
+    let mut mask: u64 = 0x0000_0000_ffff_ffff;
+    while width != 0 {
+        let mut k = 0;
+        while k < 64 {
+            let (lo, hi) = m.split_at_mut(k + width);
+            let (a, b) = (&mut lo[k], &mut hi[0]);
+            for w in 0..W {
+                let t = ((a[w] >> width) ^ b[w]) & mask;
+                a[w] ^= t << width;
+                b[w] ^= t;
+            }
+            k = (k + width + 1) & !width;
+        }
+        width >>= 1;
+        mask ^= mask << width;
+    }
 }
-
-/// Mask of the bits that must be 0 in eight bytes that are each 0 or 1.
-pub const NOT_BITS: u64 = 0xfefe_fefe_fefe_fefe;
 
 #[cfg(test)]
 mod tests {
@@ -57,11 +67,15 @@ mod tests {
     }
 
     #[test]
-    fn pack_byte_bits_matches_naive() {
-        for pattern in 0u64..256 {
-            let v = (0..8).fold(0u64, |acc, i| acc | (((pattern >> i) & 1) << (8 * i)));
-            assert_eq!(pack_byte_bits(v), pattern);
-            assert_eq!(v & NOT_BITS, 0);
+    fn lanes_transpose_like_single_matrices() {
+        let mut rng = SplitMix64::new(9);
+        let original: [[u64; 3]; 64] = std::array::from_fn(|_| std::array::from_fn(|_| rng.next_u64()));
+        let mut m = original;
+        transpose64_lanes(&mut m);
+        for w in 0..3 {
+            let mut single: [u64; 64] = std::array::from_fn(|r| original[r][w]);
+            transpose64(&mut single);
+            assert!((0..64).all(|r| m[r][w] == single[r]), "lane {w}");
         }
     }
 }

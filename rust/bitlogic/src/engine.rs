@@ -10,9 +10,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::exec::{self, Scratch};
 use crate::input::{Encoding, Input};
-use crate::kernels::{self, Scratch};
-use crate::network::{Layer, Network};
+use crate::network::Network;
+use crate::program::Program;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::{Avx2, Avx512};
+use crate::simd::{Portable, Simd};
 
 /// An instruction-set path of the evaluator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,19 +99,51 @@ impl Isa {
 }
 
 /// How to evaluate a batch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EvalOptions {
     /// Threads to use: `None` uses rayon's global pool (one thread per core); `Some(1)` runs on the calling thread.
     pub threads: Option<usize>,
     /// Instruction-set path: `None` uses [`Isa::default_for_machine`].
     pub isa: Option<Isa>,
+    /// Run the optimized program (the default); `false` evaluates every gate and table as written, for comparison.
+    pub optimize: bool,
 }
 
-/// Samples per block on large batches: 8 words of 64. A block's two bit buffers for a 8000-wide layer then take
-/// 1 MiB, which stays in a core's L2 cache.
-const WIDE: usize = 8;
-/// Batches smaller than this use 64-sample blocks, so a small batch does not pay for a full wide block.
-const WIDE_MIN_SAMPLES: usize = 64 * WIDE;
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self { threads: None, isa: None, optimize: true }
+    }
+}
+
+/// A block's working set (every slot, `8 * W` bytes each) is kept under this size, about half of a core's L2 cache
+/// on current x86-64 and Arm server cores, leaving room for the input rows and the program itself.
+const BLOCK_BUDGET: usize = 640 << 10;
+
+/// How results leave a block: class scores (`i32`, one per class) or predicted labels (`i64`, one per sample).
+pub(crate) trait Sink: Copy + Send + Sync {
+    fn per_sample(num_classes: usize) -> usize;
+    fn finish<const W: usize>(program: &Program, scratch: &mut Scratch<W>, valid: usize, out: &mut [Self]);
+}
+
+impl Sink for i32 {
+    fn per_sample(num_classes: usize) -> usize {
+        num_classes
+    }
+    #[inline(always)]
+    fn finish<const W: usize>(program: &Program, scratch: &mut Scratch<W>, valid: usize, out: &mut [Self]) {
+        exec::scores(program, scratch, valid, out)
+    }
+}
+
+impl Sink for i64 {
+    fn per_sample(_: usize) -> usize {
+        1
+    }
+    #[inline(always)]
+    fn finish<const W: usize>(program: &Program, scratch: &mut Scratch<W>, valid: usize, out: &mut [Self]) {
+        exec::labels(program, scratch, valid, out)
+    }
+}
 
 impl Network {
     /// Class scores (GroupSum popcounts), sample-major: `out[i * num_classes + c]` for sample `i`, class `c`.
@@ -119,8 +155,7 @@ impl Network {
 
     /// [`Network::scores`] into a caller's buffer of `rows * num_classes` values.
     pub fn scores_into(&self, input: Input<'_>, out: &mut [i32], options: &EvalOptions) -> Result<()> {
-        let k = self.num_classes();
-        self.evaluate(input, out, k, options, |scores, out| out.copy_from_slice(scores))
+        self.evaluate(input, out, options)
     }
 
     /// Predicted classes: the index of the largest score, ties going to the lowest class index.
@@ -132,31 +167,21 @@ impl Network {
 
     /// [`Network::predict`] into a caller's buffer of `rows` values.
     pub fn predict_into(&self, input: Input<'_>, out: &mut [i64], options: &EvalOptions) -> Result<()> {
-        let k = self.num_classes();
-        self.evaluate(input, out, 1, options, |scores, out| {
-            for (label, row) in out.iter_mut().zip(scores.chunks_exact(k)) {
-                *label = argmax(row) as i64;
-            }
-        })
+        self.evaluate(input, out, options)
     }
 
-    /// Evaluates every block and hands its scores to `finish` with the block's slice of `out` (`per_sample` values
-    /// for each sample).
-    fn evaluate<T: Send>(
-        &self,
-        input: Input<'_>,
-        out: &mut [T],
-        per_sample: usize,
-        options: &EvalOptions,
-        finish: impl Fn(&[i32], &mut [T]) + Sync,
-    ) -> Result<()> {
-        let encoding = Encoding::new(self.encoder(), input)?;
+    fn evaluate<T: Sink>(&self, input: Input<'_>, out: &mut [T], options: &EvalOptions) -> Result<()> {
+        let mut encoding = Encoding::new(self.encoder(), input)?;
         let rows = encoding.rows();
+        let per_sample = T::per_sample(self.num_classes());
         if out.len() != rows * per_sample {
             return Err(Error::Input(format!(
                 "output buffer has {} values, expected {rows} x {per_sample}",
                 out.len()
             )));
+        }
+        if rows == 0 {
+            return Ok(());
         }
         let isa = match options.isa {
             Some(isa) => isa.check()?,
@@ -168,45 +193,46 @@ impl Network {
             Some(n) => Some(thread_pool(n)?),
             None => Some(Arc::clone(global_pool())),
         };
-        if rows >= WIDE_MIN_SAMPLES {
-            self.run_blocks::<WIDE, T>(&encoding, out, per_sample, isa, pool.as_deref(), &finish)
+        let program = self.program(options.optimize)?;
+        encoding.route(self.encoder(), &program.input_bits);
+        let job = Job { program, encoding: &encoding, isa, pool: pool.as_deref() };
+        // The widest block whose working set fits the budget, and no wider than the batch needs.
+        let fits = |w: usize| program.num_slots * 8 * w <= BLOCK_BUDGET;
+        if rows > 64 * 4 && fits(8) {
+            job.run::<8, T>(out)
+        } else if rows > 64 * 2 && fits(4) {
+            job.run::<4, T>(out)
+        } else if rows > 64 && fits(2) {
+            job.run::<2, T>(out)
         } else {
-            self.run_blocks::<1, T>(&encoding, out, per_sample, isa, pool.as_deref(), &finish)
+            job.run::<1, T>(out)
         }
     }
+}
 
-    fn run_blocks<const W: usize, T: Send>(
-        &self,
-        encoding: &Encoding<'_>,
-        out: &mut [T],
-        per_sample: usize,
-        isa: Isa,
-        pool: Option<&rayon::ThreadPool>,
-        finish: &(impl Fn(&[i32], &mut [T]) + Sync),
-    ) -> Result<()> {
+struct Job<'a> {
+    program: &'a Program,
+    encoding: &'a Encoding<'a>,
+    isa: Isa,
+    pool: Option<&'a rayon::ThreadPool>,
+}
+
+impl Job<'_> {
+    fn run<const W: usize, T: Sink>(&self, out: &mut [T]) -> Result<()> {
         let block = 64 * W;
-        let rows = encoding.rows();
+        let rows = self.encoding.rows();
         if rows == 0 {
             return Ok(());
         }
-        let new_scratch = || {
-            let max_binary = self
-                .layers()
-                .iter()
-                .filter_map(|l| if let Layer::Binary(b) = l { Some(b.num_inputs()) } else { None })
-                .max()
-                .unwrap_or(0);
-            Scratch::<W>::new(self.max_width(), max_binary, self.num_classes())
-        };
+        let per_sample = out.len() / rows;
+        let new_scratch = || Scratch::<W>::new(self.program, self.encoding.blocks_needed());
         let run = |scratch: &mut Scratch<W>, (index, out): (usize, &mut [T])| {
             let start = index * block;
             let valid = (rows - start).min(block);
-            evaluate_block(isa, self, encoding, start, valid, scratch)?;
-            finish(&scratch.scores[..valid * self.num_classes()], out);
-            Ok::<(), Error>(())
+            evaluate_block(self.isa, self.program, self.encoding, start, valid, scratch, out)
         };
         let chunk = block * per_sample;
-        match pool {
+        match self.pool {
             Some(pool) if rows > block => {
                 pool.install(|| out.par_chunks_mut(chunk).enumerate().try_for_each_init(new_scratch, run))
             }
@@ -218,68 +244,59 @@ impl Network {
     }
 }
 
-/// Index of the largest value; the first one on ties.
-#[inline]
-fn argmax(scores: &[i32]) -> usize {
-    let mut best = 0;
-    for (c, &s) in scores.iter().enumerate().skip(1) {
-        if s > scores[best] {
-            best = c;
-        }
-    }
-    best
-}
-
-fn evaluate_block<const W: usize>(
+fn evaluate_block<const W: usize, T: Sink>(
     isa: Isa,
-    net: &Network,
+    program: &Program,
     encoding: &Encoding<'_>,
     start: usize,
     valid: usize,
     scratch: &mut Scratch<W>,
+    out: &mut [T],
 ) -> Result<()> {
     match isa {
         // SAFETY: `evaluate` only passes an ISA after `Isa::check` confirmed the CPU supports it.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { block_avx512(net, encoding, start, valid, scratch) },
+        Isa::Avx512 => unsafe { block_avx512(program, encoding, start, valid, scratch, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { block_avx2(net, encoding, start, valid, scratch) },
-        _ => block_generic(net, encoding, start, valid, scratch),
+        Isa::Avx2 => unsafe { block_avx2(program, encoding, start, valid, scratch, out) },
+        _ => block_generic::<W, T, Portable>(program, encoding, start, valid, scratch, out),
     }
 }
 
 /// Defines an entry point that runs `block_generic` compiled with extra target features: the same source, so every
 /// path computes the same bits, vectorized for a wider instruction set.
 macro_rules! isa_entry {
-    ($name:ident, $features:literal) => {
+    ($name:ident, $simd:ty, $features:literal) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
-        unsafe fn $name<const W: usize>(
-            net: &Network,
+        unsafe fn $name<const W: usize, T: Sink>(
+            program: &Program,
             encoding: &Encoding<'_>,
             start: usize,
             valid: usize,
             scratch: &mut Scratch<W>,
+            out: &mut [T],
         ) -> Result<()> {
-            block_generic(net, encoding, start, valid, scratch)
+            block_generic::<W, T, $simd>(program, encoding, start, valid, scratch, out)
         }
     };
 }
 
-isa_entry!(block_avx512, "avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx2,bmi2,popcnt");
-isa_entry!(block_avx2, "avx2,bmi2,popcnt");
+isa_entry!(block_avx512, Avx512, "avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx2,bmi2,popcnt");
+isa_entry!(block_avx2, Avx2, "avx2,bmi2,popcnt");
 
 #[inline(always)]
-fn block_generic<const W: usize>(
-    net: &Network,
+fn block_generic<const W: usize, T: Sink, S: Simd>(
+    program: &Program,
     encoding: &Encoding<'_>,
     start: usize,
     valid: usize,
     scratch: &mut Scratch<W>,
+    out: &mut [T],
 ) -> Result<()> {
-    encoding.encode(start, &mut scratch.front)?;
-    let width = kernels::layers(net.layers(), net.num_input_bits(), scratch);
-    kernels::group_sum(&scratch.front[..width], net.num_classes(), valid, &mut scratch.scores);
+    encoding.encode::<W, S>(start, &mut scratch.slots[..program.num_inputs], &mut scratch.blocks)?;
+    exec::run(program, scratch);
+    T::finish(program, scratch, valid, out);
     Ok(())
 }
 

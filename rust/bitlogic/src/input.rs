@@ -2,11 +2,18 @@
 //!
 //! An input is a strided 2-D view (`rows` samples by `cols` values), so C-ordered, F-ordered and sliced arrays are
 //! all read in place. Encoding turns 64 samples at a time into one `u64` per input bit ("bit planes", sample `s` at
-//! bit `s`): each sample's bits are packed into words, then a 64 x 64 bit transpose turns rows into planes.
+//! bit `s`): each sample's comparisons are packed into 64-bit masks by SIMD compares, then a 64 x 64 bit transpose
+//! turns rows into planes.
 
-use crate::bits::{pack_byte_bits, transpose64, NOT_BITS};
+use crate::bits::transpose64_lanes;
 use crate::error::{Error, Result};
 use crate::network::{Encoder, ThresholdEncoder};
+use crate::simd::Simd;
+
+/// One 64 x 64 bit matrix per lane, and a row of padding: blocks of 64 rows would be a multiple of 4 KiB apart, and
+/// the encoder's stores to the same row of consecutive blocks would then compete for one set of the L1 cache (and
+/// alias with the input's loads), which measured about twice slower.
+pub(crate) type Block<const W: usize> = [[u64; W]; 65];
 
 /// A read-only 2-D strided view: element `(r, c)` is `data[r * row_stride + c * col_stride]`.
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +62,11 @@ impl<'a, T: Copy> Matrix<'a, T> {
     pub fn cols(&self) -> usize {
         self.cols
     }
+    /// The elements in row-major order, when they are laid out that way with no gaps.
+    pub fn contiguous(&self) -> Option<&'a [T]> {
+        let dense = self.col_stride == 1 && (self.row_stride == self.cols || self.rows <= 1);
+        dense.then(|| &self.data[..self.rows * self.cols])
+    }
     #[inline(always)]
     fn get(&self, r: usize, c: usize) -> T {
         self.data[r * self.row_stride + c * self.col_stride]
@@ -63,6 +75,33 @@ impl<'a, T: Copy> Matrix<'a, T> {
     #[inline(always)]
     fn row(&self, r: usize) -> Option<&'a [T]> {
         (self.col_stride == 1).then(|| &self.data[r * self.row_stride..][..self.cols])
+    }
+}
+
+/// Bits already packed as planes: plane `i` (encoder output bit `i`) is `words_per_plane` consecutive `u64`, sample
+/// `s` at bit `s % 64` of word `s / 64`. The engine reads the words in place: no comparison, no transposition.
+#[derive(Clone, Copy, Debug)]
+pub struct Packed<'a> {
+    data: &'a [u64],
+    num_bits: usize,
+    num_samples: usize,
+}
+
+impl<'a> Packed<'a> {
+    /// `data` holds `num_bits` planes of `ceil(num_samples / 64)` words; bits past `num_samples` are ignored.
+    pub fn new(data: &'a [u64], num_bits: usize, num_samples: usize) -> Result<Self> {
+        let words = num_samples.div_ceil(64);
+        if num_bits.checked_mul(words) != Some(data.len()) {
+            return Err(Error::Input(format!(
+                "packed bits: {num_bits} planes of {num_samples} samples need {num_bits} x {words} words, got {}",
+                data.len()
+            )));
+        }
+        Ok(Self { data, num_bits, num_samples })
+    }
+    /// Words per plane.
+    pub fn words_per_plane(&self) -> usize {
+        self.num_samples.div_ceil(64)
     }
 }
 
@@ -77,6 +116,8 @@ pub enum Input<'a> {
     U8(Matrix<'a, u8>),
     /// Already-encoded bits (each byte 0 or 1), one column per encoder output bit.
     Bits(Matrix<'a, u8>),
+    /// Already-encoded bits packed as bit planes.
+    Packed(Packed<'a>),
 }
 
 impl Input<'_> {
@@ -86,6 +127,7 @@ impl Input<'_> {
             Input::F32(m) => m.rows,
             Input::F64(m) => m.rows,
             Input::U8(m) | Input::Bits(m) => m.rows,
+            Input::Packed(p) => p.num_samples,
         }
     }
 
@@ -94,37 +136,41 @@ impl Input<'_> {
             Input::F32(m) => m.cols,
             Input::F64(m) => m.cols,
             Input::U8(m) | Input::Bits(m) => m.cols,
+            Input::Packed(p) => p.num_bits,
         }
     }
 }
 
-/// One encoder output bit of a threshold encoder: the feature it reads and the threshold it compares with.
-#[derive(Clone, Copy)]
-struct Probe {
-    feature: u32,
-    threshold: f32,
-}
-
 /// An input checked against a network's encoder, ready to be encoded block by block.
+///
+/// Features are taken 64 at a time ("chunks"). For each sample of a block, each chunk is compared with each of the
+/// encoder's `T` threshold vectors, giving one 64-bit mask per (sample, chunk, threshold); 64 samples' masks form a
+/// 64 x 64 bit matrix whose transpose holds the bit planes of 64 encoder bits.
 pub(crate) struct Encoding<'a> {
     source: Source<'a>,
     rows: usize,
-    num_bits: usize,
+    /// Comparison vectors per chunk, `T` at a time: `[chunk * T + t]`.
+    per_feature: usize,
+    /// The slot each (chunk, threshold, lane) bit goes to, `u32::MAX` for bits the program does not read and for
+    /// padding: `[(chunk * T + t) * 64 + j]`. Set by [`Encoding::route`].
+    dest: Vec<u32>,
+    /// For packed input: the encoder bit of each slot.
+    packed_bits: Vec<u32>,
+    /// Whether any bit of block `chunk * T + t` goes to a slot: the others are not transposed.
+    block_read: Vec<bool>,
+    /// Whether a chunk of 64 values must be compared: some bit of it is read, or its values must be checked (bits
+    /// must be 0 or 1, floats must not be NaN, whether the network reads them or not).
+    chunk_needed: Vec<bool>,
 }
 
 enum Source<'a> {
     Bits(Matrix<'a, u8>),
-    F32(Matrix<'a, f32>, Vec<Probe>),
-    F64(Matrix<'a, f64>, Vec<Probe>),
-    U8(Matrix<'a, u8>, Vec<U8Probe>),
-}
-
-/// One encoder output bit over uint8 features: `x >= cut`, the integer form of `x as f32 > threshold` (see
-/// [`u8_cut`]); a cut of 256 is never reached.
-#[derive(Clone, Copy)]
-struct U8Probe {
-    feature: u32,
-    cut: u16,
+    Packed(Packed<'a>),
+    /// Cuts (`x >= cut`) and the lanes that are never set (cut 256, or past the last feature).
+    U8(Matrix<'a, u8>, Vec<[u8; 64]>, Vec<u64>),
+    /// Thresholds (`x > t`); padding lanes compare with +inf.
+    F32(Matrix<'a, f32>, Vec<[f32; 64]>),
+    F64(Matrix<'a, f64>, Vec<[f64; 64]>),
 }
 
 impl<'a> Encoding<'a> {
@@ -132,15 +178,27 @@ impl<'a> Encoding<'a> {
     pub(crate) fn new(encoder: &Encoder, input: Input<'a>) -> Result<Self> {
         let num_bits = encoder.num_bits();
         let (source, expected, what) = match (encoder, input) {
+            (_, Input::Packed(p)) => (Source::Packed(p), num_bits, "input bit planes"),
             (_, Input::Bits(m)) | (Encoder::Bits { .. }, Input::U8(m)) => (Source::Bits(m), num_bits, "input bits"),
             (Encoder::Bits { .. }, Input::F32(_) | Input::F64(_)) => {
                 return Err(Error::Input(format!(
                 "this network takes {num_bits} input bits per sample (a bool or 0/1 uint8 array), not float features"
             )))
             }
-            (Encoder::Thresholds(t), Input::F32(m)) => (Source::F32(m, probes(t)), t.num_features(), "features"),
-            (Encoder::Thresholds(t), Input::F64(m)) => (Source::F64(m, probes(t)), t.num_features(), "features"),
-            (Encoder::Thresholds(t), Input::U8(m)) => (Source::U8(m, u8_probes(t)), t.num_features(), "features"),
+            (Encoder::Thresholds(t), Input::F32(m)) => {
+                (Source::F32(m, chunked(t, f32::INFINITY, |x| x)), t.num_features(), "features")
+            }
+            (Encoder::Thresholds(t), Input::F64(m)) => {
+                // Widening the threshold to f64 is exact, so this is the comparison torch makes in float64.
+                (Source::F64(m, chunked(t, f64::INFINITY, |x| x as f64)), t.num_features(), "features")
+            }
+            (Encoder::Thresholds(t), Input::U8(m)) => {
+                let cuts: Vec<[u16; 64]> = chunked(t, 256, u8_cut);
+                let never = cuts.iter().map(|c| c.iter().enumerate().fold(0, |m, (i, &x)| m | ((x > 255) as u64) << i));
+                let never = never.collect();
+                let cuts = cuts.iter().map(|c| c.map(|x| x.min(255) as u8)).collect();
+                (Source::U8(m, cuts, never), t.num_features(), "features")
+            }
         };
         if input.cols() != expected {
             return Err(Error::Input(format!(
@@ -148,7 +206,46 @@ impl<'a> Encoding<'a> {
                 input.cols()
             )));
         }
-        Ok(Self { source, rows: input.rows(), num_bits })
+        let per_feature = match (encoder, &source) {
+            (Encoder::Thresholds(t), Source::U8(..) | Source::F32(..) | Source::F64(..)) => t.per_feature(),
+            _ => 1,
+        };
+        Ok(Self {
+            source,
+            rows: input.rows(),
+            per_feature,
+            dest: Vec::new(),
+            packed_bits: Vec::new(),
+            block_read: Vec::new(),
+            chunk_needed: Vec::new(),
+        })
+    }
+
+    /// Sends each encoder bit the program reads to its slot (`input_bits[i]` to slot `i`); other bits are dropped.
+    pub(crate) fn route(&mut self, encoder: &Encoder, input_bits: &[u32]) {
+        let num_bits = encoder.num_bits();
+        let mut slot_of_bit = vec![u32::MAX; num_bits];
+        for (slot, &bit) in input_bits.iter().enumerate() {
+            slot_of_bit[bit as usize] = slot as u32;
+        }
+        self.dest = match (encoder, &self.source) {
+            (Encoder::Thresholds(t), Source::U8(..) | Source::F32(..) | Source::F64(..)) => {
+                let per = t.per_feature();
+                let chunks = t.num_features().div_ceil(64);
+                let mut dest = vec![u32::MAX; chunks * per * 64];
+                for f in 0..t.num_features() {
+                    for k in 0..per {
+                        dest[((f / 64) * per + k) * 64 + f % 64] = slot_of_bit[t.bit_index(f, k)];
+                    }
+                }
+                dest
+            }
+            _ => (0..num_bits.div_ceil(64) * 64).map(|i| slot_of_bit.get(i).copied().unwrap_or(u32::MAX)).collect(),
+        };
+        self.packed_bits = input_bits.to_vec();
+        self.block_read = self.dest.chunks_exact(64).map(|d| d.iter().any(|&slot| slot != u32::MAX)).collect();
+        let validates = !matches!(self.source, Source::U8(..));
+        self.chunk_needed = self.block_read.chunks(self.per_feature).map(|r| validates || r.contains(&true)).collect();
     }
 
     /// Number of samples.
@@ -156,105 +253,211 @@ impl<'a> Encoding<'a> {
         self.rows
     }
 
-    /// Writes the bit planes of samples `start .. start + 64 * W` into `planes[0..num_bits]`; samples past the end
-    /// of the input become zeros.
+    /// Transposition blocks the encoder needs: one per chunk of 64 values and threshold.
+    pub(crate) fn blocks_needed(&self) -> usize {
+        self.block_read.len()
+    }
+
+    /// Writes the bit planes of samples `start .. start + 64 * W` into `planes` (the program's input slots);
+    /// samples past the end of the input become zeros.
     #[inline(always)]
-    pub(crate) fn encode<const W: usize>(&self, start: usize, planes: &mut [[u64; W]]) -> Result<()> {
-        let planes = &mut planes[..self.num_bits];
-        if let Source::U8(m, probes) = &self.source {
-            self.encode_u8(m, probes, start, planes);
-            return Ok(());
-        }
-        let mut block = [0u64; 64];
-        for w in 0..W {
-            let first = start + 64 * w;
-            let count = self.rows.saturating_sub(first).min(64);
-            for chunk in 0..self.num_bits.div_ceil(64) {
-                let lo = chunk * 64;
-                let hi = (lo + 64).min(self.num_bits);
-                for (s, row) in block.iter_mut().enumerate() {
-                    *row = if s < count { self.pack_row(first + s, lo, hi)? } else { 0 };
+    pub(crate) fn encode<const W: usize, S: Simd>(
+        &self,
+        start: usize,
+        planes: &mut [[u64; W]],
+        blocks: &mut [Block<W>],
+    ) -> Result<()> {
+        match &self.source {
+            Source::Packed(p) => {
+                let words = p.words_per_plane();
+                let first = start / 64;
+                for (plane, &bit) in planes.iter_mut().zip(&self.packed_bits) {
+                    let row = &p.data[bit as usize * words..][..words];
+                    for (w, word) in plane.iter_mut().enumerate() {
+                        *word = row.get(first + w).copied().unwrap_or(0);
+                    }
                 }
-                transpose64(&mut block);
-                for (plane, &bits) in planes[lo..hi].iter_mut().zip(&block) {
-                    plane[w] = bits;
+                Ok(())
+            }
+            Source::Bits(m) => self.encode_rows::<W, u8>(
+                m,
+                start,
+                planes,
+                blocks,
+                #[inline(always)]
+                |r, c, x, block, s, w| {
+                    // SAFETY: the engine only instantiates `S` for an instruction set the CPU supports.
+                    let bad = unsafe { S::above_one_u8(x) };
+                    if bad != 0 {
+                        let j = bad.trailing_zeros() as usize;
+                        return Err(Error::Input(format!(
+                            "sample {r}, input bit {} is {}; expected 0 or 1",
+                            64 * c + j,
+                            x[j]
+                        )));
+                    }
+                    block[0][s][w] = unsafe { S::ge_u8(x, &[1; 64]) };
+                    Ok(())
+                },
+            ),
+            Source::U8(m, cuts, never) => {
+                self.encode_rows::<W, u8>(
+                    m,
+                    start,
+                    planes,
+                    blocks,
+                    #[inline(always)]
+                    |_, c, x, block, s, w| {
+                        for (t, b) in block.iter_mut().enumerate() {
+                            let i = c * self.per_feature + t;
+                            // SAFETY: as above.
+                            b[s][w] = unsafe { S::ge_u8(x, &cuts[i]) } & !never[i];
+                        }
+                        Ok(())
+                    },
+                )
+            }
+            Source::F32(m, thresholds) => {
+                self.encode_rows::<W, f32>(
+                    m,
+                    start,
+                    planes,
+                    blocks,
+                    #[inline(always)]
+                    |r, c, x, block, s, w| {
+                        // SAFETY: as above.
+                        let nan = unsafe { S::nan_f32(x) };
+                        if nan != 0 {
+                            let f = 64 * c + nan.trailing_zeros() as usize;
+                            return Err(Error::Input(format!("sample {r}, feature {f} is NaN; expected a number")));
+                        }
+                        for (t, b) in block.iter_mut().enumerate() {
+                            b[s][w] = unsafe { S::gt_f32(x, &thresholds[c * self.per_feature + t]) };
+                        }
+                        Ok(())
+                    },
+                )
+            }
+            Source::F64(m, thresholds) => self.encode_rows::<W, f64>(
+                m,
+                start,
+                planes,
+                blocks,
+                #[inline(always)]
+                |r, c, x, block, s, w| {
+                    if let Some(j) = x.iter().position(|v| v.is_nan()) {
+                        let f = 64 * c + j;
+                        return Err(Error::Input(format!("sample {r}, feature {f} is NaN; expected a number")));
+                    }
+                    for (t, b) in block.iter_mut().enumerate() {
+                        let th = &thresholds[c * self.per_feature + t];
+                        b[s][w] = (0..64).fold(0, |m, i| m | ((x[i] > th[i]) as u64) << i);
+                    }
+                    Ok(())
+                },
+            ),
+        }
+    }
+
+    /// Runs `compare(sample, chunk, values, blocks, s, w)` on every sample of the block and every chunk of 64
+    /// values (zero-padded past the last column), which writes row `s`, lane `w` of the chunk's block for each
+    /// threshold; then transposes the blocks into the planes. Samples are read one after the other, each row from
+    /// start to end, so a C-ordered input streams through memory once.
+    #[inline(always)]
+    fn encode_rows<const W: usize, X: Copy + Default>(
+        &self,
+        m: &Matrix<'_, X>,
+        start: usize,
+        planes: &mut [[u64; W]],
+        blocks: &mut [Block<W>],
+        mut compare: impl FnMut(usize, usize, &[X; 64], &mut [Block<W>], usize, usize) -> Result<()>,
+    ) -> Result<()> {
+        let cols = m.cols();
+        let chunks = cols.div_ceil(64);
+        let per = self.per_feature;
+        let blocks = &mut blocks[..chunks * per];
+        let mut padded = [X::default(); 64];
+        for w in 0..W {
+            for s in 0..64 {
+                let r = start + 64 * w + s;
+                if r >= self.rows {
+                    for b in blocks.iter_mut() {
+                        b[s][w] = 0;
+                    }
+                    continue;
+                }
+                let row = m.row(r);
+                prefetch_row(m, r + PREFETCH_ROWS);
+                for (c, chunk_blocks) in blocks.chunks_exact_mut(per).enumerate() {
+                    if !self.chunk_needed[c] {
+                        continue;
+                    }
+                    let lo = 64 * c;
+                    let hi = (lo + 64).min(cols);
+                    let values: &[X; 64] = match row {
+                        Some(row) if hi - lo == 64 => row[lo..hi].try_into().expect("64 values"),
+                        Some(row) => {
+                            padded[..hi - lo].copy_from_slice(&row[lo..hi]);
+                            &padded
+                        }
+                        None => {
+                            for (j, v) in padded[..hi - lo].iter_mut().enumerate() {
+                                *v = m.get(r, lo + j);
+                            }
+                            &padded
+                        }
+                    };
+                    compare(r, c, values, chunk_blocks, s, w)?;
+                }
+            }
+        }
+        for (i, block) in blocks.iter_mut().enumerate() {
+            if !self.block_read[i] {
+                continue;
+            }
+            let block: &mut [[u64; W]; 64] = (&mut block[..64]).try_into().expect("64 rows");
+            transpose64_lanes(block);
+            for (&d, plane) in self.dest[i * 64..][..64].iter().zip(block.iter()) {
+                if d != u32::MAX {
+                    planes[d as usize] = *plane;
                 }
             }
         }
         Ok(())
     }
+}
 
-    /// [`Self::encode`] for uint8 features. Each word's 64 samples are first copied feature-major (64 bytes per
-    /// feature, a block that stays in L1/L2), so that every output bit's plane word is one comparison of a feature's
-    /// 64 values with an integer cut, which vectorizes, instead of 64 scalar comparisons and a bit transposition.
-    #[inline(always)]
-    fn encode_u8<const W: usize>(&self, m: &Matrix<'_, u8>, probes: &[U8Probe], start: usize, planes: &mut [[u64; W]]) {
-        let features = m.cols();
-        let mut columns = vec![0u8; features * 64];
-        for w in 0..W {
-            let first = start + 64 * w;
-            let count = self.rows.saturating_sub(first).min(64);
-            for s in 0..count {
-                match m.row(first + s) {
-                    Some(row) => {
-                        for (f, &x) in row.iter().enumerate() {
-                            columns[f * 64 + s] = x;
-                        }
-                    }
-                    None => {
-                        for f in 0..features {
-                            columns[f * 64 + s] = m.get(first + s, f);
-                        }
-                    }
-                }
-            }
-            // Samples past the end of the input read stale bytes; their bits are masked off.
-            let valid = if count == 64 { u64::MAX } else { (1u64 << count) - 1 };
-            for (plane, p) in planes.iter_mut().zip(probes) {
-                let column: &[u8; 64] = columns[p.feature as usize * 64..][..64].try_into().expect("64 bytes");
-                plane[w] = at_least(column, p.cut) & valid;
-            }
-        }
-    }
+/// How many samples ahead the encoder asks for rows: enough to cover the memory latency of a streamed input.
+const PREFETCH_ROWS: usize = 4;
 
-    /// Encoder output bits `lo..hi` (at most 64) of sample `r`, bit `k - lo` holding output bit `k`.
-    #[inline(always)]
-    fn pack_row(&self, r: usize, lo: usize, hi: usize) -> Result<u64> {
-        match &self.source {
-            Source::Bits(m) => pack_bits(m, r, lo, hi),
-            Source::F32(m, probes) => compare(&probes[lo..hi], |f| nan_checked(m.get(r, f), r, f)),
-            Source::F64(m, probes) => {
-                // Widening the threshold to f64 is exact, so this is the comparison torch makes in float64.
-                let mut bits = 0u64;
-                for (i, p) in probes[lo..hi].iter().enumerate() {
-                    let x = nan_checked(m.get(r, p.feature as usize), r, p.feature as usize)?;
-                    bits |= ((x > p.threshold as f64) as u64) << i;
-                }
-                Ok(bits)
-            }
-            Source::U8(m, probes) => {
-                let mut bits = 0u64;
-                for (i, p) in probes[lo..hi].iter().enumerate() {
-                    bits |= ((m.get(r, p.feature as usize) as u16 >= p.cut) as u64) << i;
-                }
-                Ok(bits)
+/// Asks the CPU to start loading row `r` into the cache (a hint: nothing happens past the end or off x86-64).
+#[inline(always)]
+fn prefetch_row<X: Copy>(m: &Matrix<'_, X>, r: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if r < m.rows {
+        if let Some(row) = m.row(r) {
+            let bytes = std::mem::size_of_val(row);
+            let base = row.as_ptr() as *const i8;
+            for offset in (0..bytes).step_by(64) {
+                // SAFETY: the address lies inside `row`; a prefetch never faults and changes no data.
+                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(base.add(offset)) };
             }
         }
     }
 }
 
-fn probes(t: &ThresholdEncoder) -> Vec<Probe> {
-    let mut probes = vec![Probe { feature: 0, threshold: 0.0 }; t.thresholds().len()];
-    for f in 0..t.num_features() {
-        for k in 0..t.per_feature() {
-            probes[t.bit_index(f, k)] = Probe { feature: f as u32, threshold: t.thresholds()[f * t.per_feature() + k] };
+/// The encoder's thresholds, mapped by `convert`, in chunks of 64 features: `[chunk * T + t][lane]`, padding lanes
+/// holding `pad`.
+fn chunked<V: Copy>(t: &ThresholdEncoder, pad: V, convert: impl Fn(f32) -> V) -> Vec<[V; 64]> {
+    let (features, per) = (t.num_features(), t.per_feature());
+    let chunks = features.div_ceil(64);
+    let mut out = vec![[pad; 64]; chunks * per];
+    for f in 0..features {
+        for k in 0..per {
+            out[(f / 64) * per + k][f % 64] = convert(t.thresholds()[f * per + k]);
         }
     }
-    probes
-}
-
-fn u8_probes(t: &ThresholdEncoder) -> Vec<U8Probe> {
-    probes(t).into_iter().map(|p| U8Probe { feature: p.feature, cut: u8_cut(p.threshold) }).collect()
+    out
 }
 
 /// The smallest `x` in `0..=256` with `x as f32 > threshold`: for every uint8 `x`, `x as f32 > threshold` exactly
@@ -267,76 +470,6 @@ fn u8_cut(threshold: f32) -> u16 {
     } else {
         threshold.floor() as u16 + 1
     }
-}
-
-/// Bit `s` is `column[s] >= cut`.
-#[inline(always)]
-fn at_least(column: &[u8; 64], cut: u16) -> u64 {
-    if cut > 255 {
-        return 0;
-    }
-    let cut = cut as u8;
-    let mut bits = 0u64;
-    for (s, &x) in column.iter().enumerate() {
-        bits |= ((x >= cut) as u64) << s;
-    }
-    bits
-}
-
-#[inline(always)]
-fn compare(probes: &[Probe], mut value: impl FnMut(usize) -> Result<f32>) -> Result<u64> {
-    let mut bits = 0u64;
-    for (i, p) in probes.iter().enumerate() {
-        bits |= ((value(p.feature as usize)? > p.threshold) as u64) << i;
-    }
-    Ok(bits)
-}
-
-#[inline(always)]
-fn nan_checked<T: Copy + PartialEq>(x: T, r: usize, f: usize) -> Result<T> {
-    // NaN is the only value not equal to itself.
-    #[allow(clippy::eq_op)]
-    if x != x {
-        return Err(Error::Input(format!("sample {r}, feature {f} is NaN; expected a number")));
-    }
-    Ok(x)
-}
-
-#[inline(always)]
-fn pack_bits(m: &Matrix<'_, u8>, r: usize, lo: usize, hi: usize) -> Result<u64> {
-    let bad = |c: usize| Error::Input(format!("sample {r}, input bit {c} is {}; expected 0 or 1", m.get(r, c)));
-    let mut bits = 0u64;
-    match m.row(r) {
-        Some(row) => {
-            let row = &row[lo..hi];
-            let mut eights = row.chunks_exact(8);
-            for (i, eight) in eights.by_ref().enumerate() {
-                let v = u64::from_le_bytes(eight.try_into().expect("chunks of 8"));
-                if v & NOT_BITS != 0 {
-                    let j = eight.iter().position(|&b| b > 1).unwrap_or(0);
-                    return Err(bad(lo + 8 * i + j));
-                }
-                bits |= pack_byte_bits(v) << (8 * i);
-            }
-            let done = row.len() - eights.remainder().len();
-            for (i, &b) in eights.remainder().iter().enumerate() {
-                if b > 1 {
-                    return Err(bad(lo + done + i));
-                }
-                bits |= (b as u64) << (done + i);
-            }
-        }
-        None => {
-            for c in lo..hi {
-                let b = m.get(r, c);
-                if b > 1 {
-                    return Err(bad(c));
-                }
-                bits |= (b as u64) << (c - lo);
-            }
-        }
-    }
-    Ok(bits)
 }
 
 #[cfg(test)]
@@ -368,9 +501,6 @@ mod tests {
             let cut = u8_cut(t);
             for x in 0..=255u8 {
                 assert_eq!(x as f32 > t, x as u16 >= cut, "x {x}, threshold {t}, cut {cut}");
-                let mut column = [0u8; 64];
-                column[7] = x;
-                assert_eq!((at_least(&column, cut) >> 7) & 1 == 1, x as f32 > t, "x {x}, threshold {t}");
             }
         }
     }

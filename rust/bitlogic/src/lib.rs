@@ -22,20 +22,27 @@
 mod bits;
 mod engine;
 mod error;
+mod exec;
 mod format;
 mod input;
-mod kernels;
+mod ir;
 mod network;
 pub mod ops;
+mod optimize;
+mod program;
 mod random;
+mod simd;
 pub mod train;
 
 pub use engine::{EvalOptions, Isa};
 pub use error::{Error, Result};
 pub use format::{write_atomic, FORMAT_NAME, FORMAT_VERSION};
-pub use input::{Input, Matrix};
+pub use input::{Input, Matrix, Packed};
 pub use network::{
-    BinaryLayer, BitOrder, Encoder, GateLayer, Layer, LutLayer, Network, Stats, ThresholdEncoder, MAX_ARITY,
+    BinaryLayer, BitOrder, Encoder, GateLayer, Layer, LutLayer, Network, Optimization, Stats, ThresholdEncoder,
+    MAX_ARITY, MAX_NODES,
 };
+pub use optimize::PassReport;
+pub use program::ProgramStats;
 pub use random::{random_network, LayerKind, SplitMix64};
 pub use train::{gate_backward, gate_backward_coef, gate_forward};

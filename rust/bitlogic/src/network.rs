@@ -5,9 +5,12 @@
 //! of a row is bit `j % 64` of word `j / 64`), the layout the kernels read.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::ops::NUM_OPS;
+use crate::optimize::{self, PassReport};
+use crate::program::{Program, ProgramStats};
 
 /// Largest LUT arity supported (tables of 256 entries).
 pub const MAX_ARITY: usize = 8;
@@ -178,7 +181,7 @@ impl LutLayer {
         if !(1..=MAX_ARITY).contains(&arity) {
             return Err(Error::Network(format!("LUT layer: arity {arity}, expected 1..={MAX_ARITY}")));
         }
-        if inputs.len() % arity != 0 {
+        if !inputs.len().is_multiple_of(arity) {
             return Err(Error::Network(format!(
                 "LUT layer: {} input wires is not a multiple of the arity {arity}",
                 inputs.len()
@@ -266,7 +269,7 @@ impl BinaryLayer {
                 weights.len()
             )));
         }
-        if num_inputs % 64 != 0 {
+        if !num_inputs.is_multiple_of(64) {
             let unused = !0u64 << (num_inputs % 64);
             if let Some(o) = weights.chunks_exact(words).position(|row| row[words - 1] & unused != 0) {
                 return Err(Error::Network(format!(
@@ -386,13 +389,40 @@ impl Layer {
 }
 
 /// A complete, validated network.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// The evaluator runs a compiled form of the network, built on first use (or by [`Network::prepare`]) and kept:
+/// the optimized program, and for comparison the program with optimization off.
+#[derive(Clone, Debug)]
 pub struct Network {
     encoder: Encoder,
     layers: Vec<Layer>,
     num_classes: usize,
     tau: f64,
     info: BTreeMap<String, String>,
+    optimized: OnceLock<Arc<(Program, PassReport)>>,
+    plain: OnceLock<Arc<Program>>,
+}
+
+impl PartialEq for Network {
+    /// Networks are equal when they hold the same encoder, layers and head (compiled forms are derived from those).
+    fn eq(&self, other: &Self) -> bool {
+        self.encoder == other.encoder
+            && self.layers == other.layers
+            && self.num_classes == other.num_classes
+            && self.tau == other.tau
+            && self.info == other.info
+    }
+}
+
+/// What optimization did to a network: see [`Network::optimization`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Optimization {
+    /// What each pass removed or changed.
+    pub passes: PassReport,
+    /// The program with optimization off: every gate one operation, every table split into three-input ones.
+    pub before: ProgramStats,
+    /// The optimized program.
+    pub after: ProgramStats,
 }
 
 /// Sizes of a network, as reported by [`Network::stats`].
@@ -432,7 +462,7 @@ impl Network {
         if num_classes == 0 {
             return Err(Error::Network("head: expected at least one class".into()));
         }
-        if width % num_classes != 0 {
+        if !width.is_multiple_of(num_classes) {
             return Err(Error::Network(format!(
                 "head: the last width {width} does not divide into {num_classes} equal class groups"
             )));
@@ -440,7 +470,15 @@ impl Network {
         if !(tau.is_finite() && tau > 0.0) {
             return Err(Error::Network(format!("head: tau must be finite and > 0, got {tau}")));
         }
-        Ok(Self { encoder, layers, num_classes, tau, info: BTreeMap::new() })
+        Ok(Self {
+            encoder,
+            layers,
+            num_classes,
+            tau,
+            info: BTreeMap::new(),
+            optimized: OnceLock::new(),
+            plain: OnceLock::new(),
+        })
     }
 
     /// Attaches free-form annotations (stored under `info` in the file, never interpreted).
@@ -486,6 +524,55 @@ impl Network {
         self.layers.iter().map(Layer::width).fold(self.encoder.num_bits(), usize::max)
     }
 
+    /// Builds the optimized program now rather than at the first evaluation, so that the time the passes take is
+    /// spent (and can be measured) here. Fails only for a network beyond [`MAX_NODES`].
+    pub fn prepare(&self) -> Result<()> {
+        self.program(true).map(|_| ())
+    }
+
+    /// The program evaluation runs: optimized, or every gate and table as written.
+    pub(crate) fn program(&self, optimize: bool) -> Result<&Program> {
+        self.check_compilable()?;
+        Ok(if optimize {
+            &self
+                .optimized
+                .get_or_init(|| {
+                    let (graph, report) = optimize::optimize(self);
+                    Arc::new((Program::new(&graph), report))
+                })
+                .0
+        } else {
+            self.plain.get_or_init(|| Arc::new(Program::new(&optimize::unoptimized(self))))
+        })
+    }
+
+    /// What the optimizing passes removed, and the size of the program before and after.
+    pub fn optimization(&self) -> Result<Optimization> {
+        let after = self.program(true)?.stats.clone();
+        let passes = self.optimized.get().expect("built above").1.clone();
+        Ok(Optimization { passes, before: self.program(false)?.stats.clone(), after })
+    }
+
+    /// The compiler's nodes are addressed by 31-bit indices (a signal is `node << 1 | inverted`); a network whose
+    /// unoptimized form would need more is refused before anything is allocated. The count is an upper bound: every
+    /// encoder bit, gate, binary row, and every table with the multiplexer tree it is split into.
+    fn check_compilable(&self) -> Result<()> {
+        let mut nodes = 1 + self.num_input_bits();
+        for layer in &self.layers {
+            nodes = nodes.saturating_add(match layer {
+                Layer::Luts(l) if l.arity > 3 => l.width().saturating_mul((1 << (l.arity - 2)) - 1),
+                other => other.width(),
+            });
+        }
+        if nodes > MAX_NODES {
+            return Err(Error::Network(format!(
+                "too large to evaluate: its compiled form would have up to {nodes} nodes (encoder bits, gates, \
+                 binary rows and table parts); the engine supports {MAX_NODES}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Counts of gates, tables and weights, depth and data size.
     pub fn stats(&self) -> Stats {
         let mut stats = Stats {
@@ -523,7 +610,7 @@ impl Network {
 
 /// Packs rows of `row_len` 0/1 bytes into rows of `ceil(row_len / 64)` words.
 fn pack_bits(bits: &[u8], row_len: usize, what: &str) -> Result<Vec<u64>> {
-    if bits.len() % row_len != 0 {
+    if !bits.len().is_multiple_of(row_len) {
         return Err(Error::Network(format!(
             "{what}: {} values is not a multiple of the row length {row_len}",
             bits.len()
@@ -554,6 +641,10 @@ fn unpack_bits(words: &[u64], row_len: usize) -> Vec<u8> {
 fn checked_product(a: usize, b: usize, what: &str) -> Result<usize> {
     a.checked_mul(b).ok_or_else(|| Error::Network(format!("{what}: {a} x {b} overflows")))
 }
+
+/// Largest number of nodes (encoder bits, gates, binary rows, table parts) the engine compiles; see
+/// [`Network::prepare`].
+pub const MAX_NODES: usize = 1 << 30;
 
 /// Largest width of a bit group: wires are `u32` and class scores `i32`, so widths stay below 2^31.
 pub const MAX_WIDTH: usize = i32::MAX as usize;

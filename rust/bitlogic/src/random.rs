@@ -86,7 +86,7 @@ pub fn random_network(
             }
             LayerKind::Binary => {
                 let words = previous.div_ceil(64);
-                let tail = if previous % 64 == 0 { u64::MAX } else { (1u64 << (previous % 64)) - 1 };
+                let tail = if previous.is_multiple_of(64) { u64::MAX } else { (1u64 << (previous % 64)) - 1 };
                 let weights = (0..width * words)
                     .map(|i| if i % words == words - 1 { rng.next_u64() & tail } else { rng.next_u64() })
                     .collect();

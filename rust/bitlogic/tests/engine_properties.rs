@@ -14,17 +14,19 @@ use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-/// Batch sizes around the 64-sample word and the 512-sample wide block.
-const BATCHES: [usize; 8] = [1, 63, 64, 65, 511, 512, 513, 1000];
+/// Batch sizes around the 64-sample word and the block widths of 2, 4 and 8 words.
+const BATCHES: [usize; 10] = [1, 63, 64, 65, 129, 257, 511, 512, 513, 1000];
 const MAX_BATCH: usize = 1000;
 
-/// Every supported instruction set with one, two and the default number of threads.
+/// Every supported instruction set with one, two and the default number of threads, optimized, and on one thread
+/// with optimization off.
 fn option_grid() -> Vec<EvalOptions> {
     let mut grid = Vec::new();
     for isa in Isa::supported() {
         for threads in [Some(1), Some(2), None] {
-            grid.push(EvalOptions { threads, isa: Some(isa) });
+            grid.push(EvalOptions { threads, isa: Some(isa), optimize: true });
         }
+        grid.push(EvalOptions { threads: Some(1), isa: Some(isa), optimize: false });
     }
     grid
 }
@@ -596,12 +598,12 @@ fn zero_threads_is_a_setting_error() {
     let x = vec![0u8; 16];
     let input = Input::Bits(Matrix::c_order(&x, 2, 8).unwrap());
     for isa in Isa::supported().into_iter().map(Some).chain([None]) {
-        let options = EvalOptions { threads: Some(0), isa };
+        let options = EvalOptions { threads: Some(0), isa, ..Default::default() };
         assert!(matches!(net.scores(input, &options), Err(Error::Setting(_))), "{isa:?}");
         assert!(matches!(net.predict(input, &options), Err(Error::Setting(_))), "{isa:?}");
     }
     for isa in Isa::ALL.into_iter().filter(|isa| !isa.is_supported()) {
-        let options = EvalOptions { threads: None, isa: Some(isa) };
+        let options = EvalOptions { isa: Some(isa), ..Default::default() };
         assert!(matches!(net.scores(input, &options), Err(Error::Setting(_))), "unsupported {isa:?}");
     }
     assert!(matches!(Isa::from_name("sse9"), Err(Error::Setting(_))));

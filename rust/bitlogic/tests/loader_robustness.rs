@@ -500,7 +500,7 @@ fn apply(bytes: Vec<u8>, mutation: &Mutation) -> Vec<u8> {
 
 /// A few valid samples for `net`, when its input is small enough to build.
 fn evaluate_some(net: &Network) -> Result<(), TestCaseError> {
-    let options = EvalOptions { threads: Some(1), isa: None };
+    let options = EvalOptions { threads: Some(1), ..Default::default() };
     let cols = net.num_inputs();
     let empty: &[u8] = &[];
     let none = match net.encoder() {

@@ -1,0 +1,517 @@
+//! The optimizing passes, each exact: the optimized graph computes the same class scores for every input.
+//!
+//! 1. [`simplify`] (run three times): constant propagation, inverter absorption, duplicate and unused table inputs,
+//!    pass-through detection and structural hashing, all in one forward sweep that puts every function in a
+//!    canonical form (inputs ascending and read uninverted, output 0 for the all-zeros address).
+//! 2. [`lower_luts`]: tables of more than three inputs become three-input leaf tables under a multiplexer tree, on
+//!    the three inputs that leave the fewest distinct operations.
+//! 3. [`fuse`]: a node read by exactly one other node is folded into it when the two together read at most three
+//!    signals, which is still one instruction.
+//! 4. [`remove_dead`]: nodes and binary rows no class output depends on.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::ir::{
+    complement, depends_on, entry, flip_input, from_fn, is_inverted, merge_inputs, node_of, permute, restrict, signal,
+    Graph, Kind, Node, Signal, Table, FALSE, TRUE,
+};
+use crate::network::{Network, MAX_ARITY};
+
+/// What the optimizing passes changed, summed over all passes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Gates and tables found to be constant.
+    pub constants: usize,
+    /// Gates and tables that only pass one input through, possibly inverted (e.g. the A, NOT B gates).
+    pub wires: usize,
+    /// Inverted reads absorbed into the reader's truth table or binary weights.
+    pub inverters_absorbed: usize,
+    /// Nodes merged into an identical earlier node (same function of the same signals).
+    pub merged: usize,
+    /// Table inputs removed because the function ignores them, reads the same signal twice, or reads a constant.
+    pub inputs_removed: usize,
+    /// Tables of more than three inputs split into three-input operations.
+    pub luts_split: usize,
+    /// Nodes folded into their only reader.
+    pub fused: usize,
+    /// Gates, tables and binary rows no class output depends on.
+    pub dead: usize,
+    /// Constant inputs of binary layers folded into the thresholds.
+    pub binary_inputs_folded: usize,
+    /// Binary rows found to be constant.
+    pub binary_rows_constant: usize,
+}
+
+/// The network through every pass.
+pub(crate) fn optimize(net: &Network) -> (Graph, PassReport) {
+    let mut report = PassReport::default();
+    let graph = simplify(&Graph::from_network(net), &mut report);
+    let graph = simplify(&lower_luts(&graph, true, &mut report), &mut report);
+    let mut graph = graph;
+    fuse(&mut graph, &mut report);
+    let graph = simplify(&graph, &mut report);
+    let graph = remove_dead(&graph, &mut report);
+    (graph, report)
+}
+
+/// The network with no optimization: only what evaluation needs (tables split into three-input operations).
+pub(crate) fn unoptimized(net: &Network) -> Graph {
+    lower_luts(&Graph::from_network(net), false, &mut PassReport::default())
+}
+
+/// FxHash: a fast, non-cryptographic hash for the structural-hashing table (keys are not adversarial).
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in chunks.by_ref() {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        for &b in chunks.remainder() {
+            self.add(b as u64);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Strash = HashMap<(u8, [Signal; MAX_ARITY], Table), u32, BuildHasherDefault<FxHasher>>;
+
+/// One forward sweep that rebuilds the graph with every function in canonical form; see the module docs.
+pub(crate) fn simplify(old: &Graph, report: &mut PassReport) -> Graph {
+    let mut new = old.empty_like();
+    new.nodes.reserve(old.nodes.len());
+    let mut map: Vec<Signal> = Vec::with_capacity(old.nodes.len());
+    let mut strash = Strash::default();
+    for (id, node) in old.nodes.iter().enumerate() {
+        let resolve = |map: &[Signal], s: Signal| map[node_of(s)] ^ (s & 1);
+        let mapped = match node.kind {
+            Kind::Const => FALSE,
+            Kind::Input => signal(id as u32, false),
+            Kind::Func => {
+                let ins: Vec<Signal> = node.ins().iter().map(|&s| resolve(&map, s)).collect();
+                canonical(&mut new, &mut strash, ins, node.table, report)
+            }
+            Kind::Binary { group, row } => {
+                if row == 0 {
+                    let g = &old.groups[group as usize];
+                    let ins: Vec<Signal> = g.inputs.iter().map(|&s| resolve(&map, s)).collect();
+                    let rows = simplify_group(&mut new, g, &ins, report);
+                    // All rows of the group get their signal now; later rows of this group are looked up.
+                    map.extend(rows);
+                    continue;
+                }
+                // Rows past 0 were mapped together with row 0.
+                debug_assert!(map.len() > id);
+                continue;
+            }
+        };
+        map.push(mapped);
+    }
+    new.outputs = old.outputs.iter().map(|&s| map[node_of(s)] ^ (s & 1)).collect();
+    new
+}
+
+/// Puts the function `table` of `ins` in canonical form and returns the signal computing it: a constant, an input
+/// read through, an identical existing node, or a new node.
+fn canonical(
+    graph: &mut Graph,
+    strash: &mut Strash,
+    mut ins: Vec<Signal>,
+    mut table: Table,
+    r: &mut PassReport,
+) -> Signal {
+    // Constants and inverted reads, highest position first so that removals keep lower positions valid.
+    for i in (0..ins.len()).rev() {
+        let s = ins[i];
+        if node_of(s) == 0 {
+            table = restrict(&table, ins.len(), i, is_inverted(s));
+            ins.remove(i);
+            r.inputs_removed += 1;
+        } else if is_inverted(s) {
+            table = flip_input(&table, ins.len(), i);
+            ins[i] = s & !1;
+            r.inverters_absorbed += 1;
+        }
+    }
+    // The same signal read twice.
+    let mut j = 1;
+    while j < ins.len() {
+        match ins[..j].iter().position(|&s| s == ins[j]) {
+            Some(i) => {
+                table = merge_inputs(&table, ins.len(), i, j);
+                ins.remove(j);
+                r.inputs_removed += 1;
+            }
+            None => j += 1,
+        }
+    }
+    // Inputs the function ignores.
+    for i in (0..ins.len()).rev() {
+        if !depends_on(&table, ins.len(), i) {
+            table = restrict(&table, ins.len(), i, false);
+            ins.remove(i);
+            r.inputs_removed += 1;
+        }
+    }
+    let k = ins.len();
+    if k == 0 {
+        r.constants += 1;
+        return if entry(&table, 0) { TRUE } else { FALSE };
+    }
+    if k == 1 {
+        // It depends on its input, so it is the input or its inverse.
+        r.wires += 1;
+        return ins[0] ^ entry(&table, 0) as u32;
+    }
+    // Inputs ascending.
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by_key(|&p| ins[p]);
+    if order.iter().enumerate().any(|(p, &o)| p != o) {
+        table = permute(&table, k, &order);
+        ins = order.iter().map(|&o| ins[o]).collect();
+    }
+    // Output 0 at the all-zeros address; the inversion travels with the signal.
+    let inverted = entry(&table, 0);
+    if inverted {
+        table = complement(&table, k);
+    }
+    let node = Node::func(&ins, table);
+    let key = (k as u8, node.inputs, table);
+    if let Some(&existing) = strash.get(&key) {
+        r.merged += 1;
+        return signal(existing, inverted);
+    }
+    let s = graph.push(node);
+    strash.insert(key, node_of(s) as u32);
+    s ^ inverted as u32
+}
+
+/// Rebuilds a binary group: constant inputs fold into the thresholds, inverted inputs flip their weight column,
+/// rows that cannot miss or cannot reach their threshold become constants. Returns every row's signal.
+fn simplify_group(graph: &mut Graph, g: &crate::ir::Group, ins: &[Signal], r: &mut PassReport) -> Vec<Signal> {
+    let rows = g.rows();
+    let mut thresholds = g.thresholds.clone();
+    let mut kept: Vec<(usize, bool)> = Vec::with_capacity(ins.len()); // (old column, flip)
+    let mut inputs = Vec::with_capacity(ins.len());
+    for (j, &s) in ins.iter().enumerate() {
+        if node_of(s) == 0 {
+            let value = is_inverted(s);
+            for (row, t) in thresholds.iter_mut().enumerate() {
+                if g.weight(row, j) == value {
+                    *t = t.saturating_sub(1);
+                }
+            }
+            r.binary_inputs_folded += 1;
+        } else {
+            if is_inverted(s) {
+                r.inverters_absorbed += 1;
+            }
+            kept.push((j, is_inverted(s)));
+            inputs.push(s & !1);
+        }
+    }
+    let n = inputs.len() as i64;
+    let words = inputs.len().div_ceil(64);
+    let mut weights = Vec::new();
+    let mut live_thresholds = Vec::new();
+    let mut signals = vec![FALSE; rows];
+    let mut live_rows = Vec::new();
+    for (row, &t) in thresholds.iter().enumerate() {
+        if t <= 0 {
+            signals[row] = TRUE;
+            r.binary_rows_constant += 1;
+        } else if t as i64 > n {
+            signals[row] = FALSE;
+            r.binary_rows_constant += 1;
+        } else {
+            let mut packed = vec![0u64; words];
+            for (new_j, &(j, flip)) in kept.iter().enumerate() {
+                packed[new_j / 64] |= ((g.weight(row, j) ^ flip) as u64) << (new_j % 64);
+            }
+            weights.extend(packed);
+            live_thresholds.push(t);
+            live_rows.push(row);
+        }
+    }
+    if !live_rows.is_empty() {
+        let out = graph.push_group(inputs, weights, live_thresholds);
+        for (&row, s) in live_rows.iter().zip(out) {
+            signals[row] = s;
+        }
+    }
+    signals
+}
+
+/// Replaces every table of more than three inputs by three-input leaf tables under a tree of multiplexers. With
+/// `choose`, the three leaf inputs are the ones that leave the fewest distinct, non-trivial operations; otherwise
+/// they are the first three.
+pub(crate) fn lower_luts(old: &Graph, choose: bool, report: &mut PassReport) -> Graph {
+    let mut new = old.empty_like();
+    let mut map: Vec<Signal> = Vec::with_capacity(old.nodes.len());
+    for (id, node) in old.nodes.iter().enumerate() {
+        let resolve = |map: &[Signal], s: Signal| map[node_of(s)] ^ (s & 1);
+        let mapped = match node.kind {
+            Kind::Const => FALSE,
+            Kind::Input => signal(id as u32, false),
+            Kind::Func => {
+                let ins: Vec<Signal> = node.ins().iter().map(|&s| resolve(&map, s)).collect();
+                if ins.len() <= 3 {
+                    new.push(Node::func(&ins, node.table))
+                } else {
+                    report.luts_split += 1;
+                    let leaves = if choose { best_leaf_inputs(&node.table, ins.len()) } else { [0, 1, 2] };
+                    split_lut(&mut new, &ins, &node.table, leaves)
+                }
+            }
+            Kind::Binary { group, row } => {
+                if row == 0 {
+                    let g = &old.groups[group as usize];
+                    let ins = g.inputs.iter().map(|&s| resolve(&map, s)).collect();
+                    map.extend(new.push_group(ins, g.weights.clone(), g.thresholds.clone()));
+                }
+                continue;
+            }
+        };
+        map.push(mapped);
+    }
+    new.outputs = old.outputs.iter().map(|&s| map[node_of(s)] ^ (s & 1)).collect();
+    new
+}
+
+/// The multiplexer `sel ? hi : lo` as a table of `(lo, hi, sel)`.
+pub(crate) const MUX: Table = [0xCA, 0, 0, 0];
+
+/// Emits the leaf tables over inputs `leaves` and the multiplexer tree over the others; returns the root.
+fn split_lut(graph: &mut Graph, ins: &[Signal], table: &Table, leaves: [usize; 3]) -> Signal {
+    let k = ins.len();
+    let rest: Vec<usize> = (0..k).filter(|i| !leaves.contains(i)).collect();
+    let leaf_ins = [ins[leaves[0]], ins[leaves[1]], ins[leaves[2]]];
+    let mut level: Vec<Signal> = (0..1usize << rest.len())
+        .map(|m| graph.push(Node::func(&leaf_ins, leaf_table(table, &leaves, &rest, m))))
+        .collect();
+    for &var in &rest {
+        level = level.chunks_exact(2).map(|pair| graph.push(Node::func(&[pair[0], pair[1], ins[var]], MUX))).collect();
+    }
+    level[0]
+}
+
+/// The three-input table of `table` on inputs `leaves` when the inputs `rest` hold the bits of `m`.
+fn leaf_table(table: &Table, leaves: &[usize; 3], rest: &[usize], m: usize) -> Table {
+    let fixed = rest.iter().enumerate().fold(0, |acc, (q, &var)| acc | ((m >> q) & 1) << var);
+    from_fn(3, |b| {
+        let address = leaves.iter().enumerate().fold(fixed, |acc, (p, &var)| acc | ((b >> p) & 1) << var);
+        entry(table, address)
+    })
+}
+
+/// The three leaf inputs that leave the fewest operations: distinct leaf tables that are not constants or a
+/// single input, plus multiplexers whose two sides differ.
+fn best_leaf_inputs(table: &Table, k: usize) -> [usize; 3] {
+    let mut best = ([0, 1, 2], usize::MAX);
+    for a in 0..k {
+        for b in a + 1..k {
+            for c in b + 1..k {
+                let leaves = [a, b, c];
+                let rest: Vec<usize> = (0..k).filter(|i| !leaves.contains(i)).collect();
+                let cost = split_cost(table, &leaves, &rest);
+                if cost < best.1 {
+                    best = (leaves, cost);
+                }
+            }
+        }
+    }
+    best.0
+}
+
+fn split_cost(table: &Table, leaves: &[usize; 3], rest: &[usize]) -> usize {
+    // Operations are numbered as they are found; equal ones share a number, as structural hashing will merge them.
+    let mut found: Vec<(u64, u64)> = Vec::new();
+    let mut id = |key: (u64, u64)| match found.iter().position(|&k| k == key) {
+        Some(i) => (i as u64, false),
+        None => {
+            found.push(key);
+            ((found.len() - 1) as u64, true)
+        }
+    };
+    const TRIVIAL: [u64; 8] = [0x00, 0xFF, 0xAA, 0x55, 0xCC, 0x33, 0xF0, 0x0F];
+    let mut cost = 0;
+    let mut level: Vec<u64> = (0..1usize << rest.len())
+        .map(|m| {
+            let t = leaf_table(table, leaves, rest, m)[0];
+            let (i, new) = id((0, t));
+            cost += (new && !TRIVIAL.contains(&t)) as usize;
+            i
+        })
+        .collect();
+    for _ in rest {
+        level = level
+            .chunks_exact(2)
+            .map(|pair| {
+                if pair[0] == pair[1] {
+                    pair[0]
+                } else {
+                    let (i, new) = id((1 + pair[0], pair[1]));
+                    cost += new as usize;
+                    i
+                }
+            })
+            .collect();
+    }
+    cost
+}
+
+/// Folds nodes read by exactly one function (and nothing else) into that reader when the two together read at most
+/// three signals. Nodes folded away are left unread, for [`remove_dead`]. Expects a simplified graph: function
+/// inputs are uninverted.
+pub(crate) fn fuse(graph: &mut Graph, report: &mut PassReport) {
+    const PINNED: u32 = u32::MAX / 2;
+    let mut readers = vec![0u32; graph.nodes.len()];
+    for node in &graph.nodes {
+        for (i, &s) in node.ins().iter().enumerate() {
+            if !node.ins()[..i].contains(&s) {
+                readers[node_of(s)] += 1;
+            }
+        }
+    }
+    for g in &graph.groups {
+        for &s in &g.inputs {
+            readers[node_of(s)] = PINNED;
+        }
+    }
+    for &s in &graph.outputs {
+        readers[node_of(s)] = PINNED;
+    }
+    for id in 0..graph.nodes.len() {
+        if graph.nodes[id].kind != Kind::Func || graph.nodes[id].arity > 3 {
+            continue;
+        }
+        'again: loop {
+            let node = graph.nodes[id];
+            for (i, &s) in node.ins().iter().enumerate() {
+                let p = node_of(s);
+                let producer = graph.nodes[p];
+                if producer.kind != Kind::Func || readers[p] != 1 || producer.arity > 3 || is_inverted(s) {
+                    continue;
+                }
+                let mut union: Vec<Signal> = node.ins().iter().copied().filter(|&x| x != s).collect();
+                for &q in producer.ins() {
+                    if !union.contains(&q) {
+                        union.push(q);
+                    }
+                }
+                if union.len() > 3 {
+                    continue;
+                }
+                let table = from_fn(union.len(), |a| {
+                    let value = |x: Signal| (a >> union.iter().position(|&u| u == x).expect("in union")) & 1;
+                    let inner = producer.ins().iter().enumerate().fold(0, |acc, (q, &x)| acc | value(x) << q);
+                    let p_value = entry(&producer.table, inner) as usize;
+                    let outer = node
+                        .ins()
+                        .iter()
+                        .enumerate()
+                        .fold(0, |acc, (j, &x)| acc | if j == i { p_value } else { value(x) } << j);
+                    entry(&node.table, outer)
+                });
+                for &q in producer.ins() {
+                    if node.ins().contains(&q) {
+                        readers[node_of(q)] -= 1;
+                    }
+                }
+                readers[p] = 0;
+                graph.nodes[id] = Node::func(&union, table);
+                report.fused += 1;
+                continue 'again;
+            }
+            break;
+        }
+    }
+}
+
+/// Drops nodes and binary rows that no class output depends on.
+pub(crate) fn remove_dead(old: &Graph, report: &mut PassReport) -> Graph {
+    let mut live = vec![false; old.nodes.len()];
+    let mut group_live = vec![false; old.groups.len()];
+    for &s in &old.outputs {
+        live[node_of(s)] = true;
+    }
+    // Group inputs are nodes before all of the group's rows, so one backward sweep sees them after the rows.
+    for id in (0..old.nodes.len()).rev() {
+        if !live[id] {
+            continue;
+        }
+        let node = &old.nodes[id];
+        for &s in node.ins() {
+            live[node_of(s)] = true;
+        }
+        if let Kind::Binary { group, .. } = node.kind {
+            if !group_live[group as usize] {
+                group_live[group as usize] = true;
+                for &s in &old.groups[group as usize].inputs {
+                    live[node_of(s)] = true;
+                }
+            }
+        }
+    }
+    let mut new = old.empty_like();
+    let mut map: Vec<Signal> = vec![FALSE; old.nodes.len()];
+    for (id, node) in old.nodes.iter().enumerate() {
+        let resolve = |map: &[Signal], s: Signal| map[node_of(s)] ^ (s & 1);
+        match node.kind {
+            Kind::Const => {}
+            Kind::Input => map[id] = signal(id as u32, false),
+            Kind::Func => {
+                if live[id] {
+                    let ins: Vec<Signal> = node.ins().iter().map(|&s| resolve(&map, s)).collect();
+                    map[id] = new.push(Node::func(&ins, node.table));
+                } else {
+                    report.dead += 1;
+                }
+            }
+            Kind::Binary { group, row } => {
+                if row != 0 {
+                    continue;
+                }
+                let g = &old.groups[group as usize];
+                let rows: Vec<usize> = (0..g.rows()).filter(|&r| live[g.first as usize + r]).collect();
+                report.dead += g.rows() - rows.len();
+                if rows.is_empty() {
+                    continue;
+                }
+                let words = g.words();
+                let weights = rows.iter().flat_map(|&r| g.weights[r * words..][..words].iter().copied()).collect();
+                let thresholds = rows.iter().map(|&r| g.thresholds[r]).collect();
+                let ins = g.inputs.iter().map(|&s| resolve(&map, s)).collect();
+                for (&r, s) in rows.iter().zip(new.push_group(ins, weights, thresholds)) {
+                    map[g.first as usize + r] = s;
+                }
+            }
+        }
+    }
+    new.outputs = old.outputs.iter().map(|&s| map[node_of(s)] ^ (s & 1)).collect();
+    new
+}

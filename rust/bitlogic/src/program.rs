@@ -1,0 +1,374 @@
+//! The evaluator's program: a graph lowered to three-input operations on numbered bit-plane slots.
+//!
+//! Slots `0..num_inputs` hold the encoder bits the network reads, the next two the constants FALSE and TRUE; every other slot is
+//! reused as soon as its last reader has run, so the working set of a block is the widest cut through the network
+//! rather than the whole network. Operations are ordered by depth, and within a depth by truth table, so the
+//! evaluator dispatches once per run of equal operations instead of once per operation.
+
+use crate::ir::{entry, from_fn, is_inverted, node_of, Graph, Kind, Signal, Table};
+
+/// One step of a program.
+#[derive(Clone, Debug)]
+pub(crate) enum Step {
+    /// `ops[start..end]`, all computing the three-input function `imm`.
+    Tern { imm: u8, start: u32, end: u32 },
+    /// A binary (XNOR-popcount) layer.
+    Binary(BinaryStep),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct BinaryStep {
+    pub(crate) inputs: Vec<u32>,
+    /// Row-major `[rows, ceil(inputs / 64)]`.
+    pub(crate) weights: Vec<u64>,
+    pub(crate) thresholds: Vec<i32>,
+    pub(crate) outputs: Vec<u32>,
+}
+
+impl BinaryStep {
+    pub(crate) fn words(&self) -> usize {
+        self.inputs.len().div_ceil(64)
+    }
+}
+
+/// The bits one class counts: the slots, plus bits known to be 1.
+#[derive(Clone, Debug)]
+pub(crate) struct ClassSum {
+    pub(crate) slots: Vec<u32>,
+    pub(crate) ones: u32,
+}
+
+impl ClassSum {
+    /// Bit planes needed for the largest count.
+    pub(crate) fn planes(&self) -> usize {
+        (usize::BITS - (self.slots.len() + self.ones as usize).leading_zeros()) as usize
+    }
+}
+
+/// Sizes of a program, as reported by [`crate::Network::optimization`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgramStats {
+    /// Three-input operations by how many inputs they really read (index 1: inverters, 2: gates, 3: three-input).
+    pub ops: [usize; 4],
+    /// Binary rows (XNOR-popcount neurons).
+    pub binary_rows: usize,
+    /// Binary weights.
+    pub binary_weights: usize,
+    /// Encoder bits some operation reads.
+    pub inputs_read: usize,
+    /// Bit-plane slots: the working memory of a block is this many planes.
+    pub slots: usize,
+    /// Longest chain of operations.
+    pub depth: usize,
+}
+
+impl ProgramStats {
+    /// All three-input operations.
+    pub fn total_ops(&self) -> usize {
+        self.ops.iter().sum()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Program {
+    /// Slots `0..num_inputs` hold these encoder bits.
+    pub(crate) input_bits: Vec<u32>,
+    pub(crate) num_inputs: usize,
+    pub(crate) num_slots: usize,
+    /// `[a, b, c, out]` slots of every three-input operation.
+    pub(crate) ops: Vec<[u32; 4]>,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) classes: Vec<ClassSum>,
+    pub(crate) stats: ProgramStats,
+}
+
+/// An item to schedule: a function node, a binary group, or an inverter on a class output.
+#[derive(Clone, Copy)]
+enum Item {
+    Func(usize),
+    Group(usize),
+    Not(usize),
+}
+
+impl Program {
+    /// Lowers a graph whose functions have at most three inputs.
+    pub(crate) fn new(graph: &Graph) -> Self {
+        let nodes = &graph.nodes;
+        let false_slot = graph.num_inputs as u32;
+        let true_slot = false_slot + 1;
+
+        // A function read inverted by more class outputs than uninverted is computed inverted: its readers absorb
+        // the inversion, and fewer outputs need an inverter.
+        let mut votes = vec![0i64; nodes.len()];
+        for &s in &graph.outputs {
+            votes[node_of(s)] += if is_inverted(s) { 1 } else { -1 };
+        }
+        let flipped: Vec<bool> = nodes.iter().zip(&votes).map(|(n, &v)| n.kind == Kind::Func && v > 0).collect();
+        let inverted = |s: Signal| is_inverted(s) ^ flipped[node_of(s)];
+
+        // Depth of every node; a group's rows share the depth of the group.
+        let mut depth = vec![0usize; nodes.len()];
+        let mut group_depth = vec![0usize; graph.groups.len()];
+        for id in 0..nodes.len() {
+            depth[id] = match nodes[id].kind {
+                Kind::Func => 1 + nodes[id].ins().iter().map(|&s| depth[node_of(s)]).max().unwrap_or(0),
+                Kind::Binary { group, row } => {
+                    if row == 0 {
+                        let d = graph.groups[group as usize].inputs.iter().map(|&s| depth[node_of(s)]).max();
+                        group_depth[group as usize] = 1 + d.unwrap_or(0);
+                    }
+                    group_depth[group as usize]
+                }
+                _ => 0,
+            };
+        }
+        let max_depth = depth.iter().copied().max().unwrap_or(0);
+
+        // Inverters needed on class outputs, one per node.
+        let mut needs_not = vec![false; nodes.len()];
+        for &s in &graph.outputs {
+            if node_of(s) != 0 && inverted(s) {
+                needs_not[node_of(s)] = true;
+            }
+        }
+
+        // The three-input truth table of a function node as evaluated: inverted inputs absorbed, output flipped.
+        let imm_of = |id: usize| -> u8 {
+            let node = &nodes[id];
+            let k = node.ins().len();
+            let mut table: Table = node.table;
+            for (i, &s) in node.ins().iter().enumerate() {
+                if inverted(s) {
+                    table = crate::ir::flip_input(&table, k, i);
+                }
+            }
+            let imm = from_fn(3, |a| entry(&table, a & ((1 << k) - 1)) ^ flipped[id])[0];
+            imm as u8
+        };
+
+        let mut items: Vec<(usize, u8, u8, usize, Item)> = Vec::new(); // (depth, order, imm, first input, item)
+        for (id, node) in nodes.iter().enumerate() {
+            if node.kind == Kind::Func {
+                let first = node.ins().first().map_or(0, |&s| node_of(s));
+                items.push((depth[id], 1, imm_of(id), first, Item::Func(id)));
+            }
+            if needs_not[id] {
+                items.push((max_depth + 1, 1, NOT, id, Item::Not(id)));
+            }
+        }
+        for (g, _) in graph.groups.iter().enumerate() {
+            items.push((group_depth[g], 0, 0, 0, Item::Group(g)));
+        }
+        items.sort_unstable_by_key(|&(d, order, imm, first, _)| (d, order, imm, first));
+
+        // Readers of every node, counted once per reading item; class outputs keep their slot to the end.
+        const PINNED: u32 = u32::MAX;
+        let mut uses = vec![0u32; nodes.len()];
+        for &(_, _, _, _, item) in &items {
+            match item {
+                Item::Func(id) => {
+                    let ins = nodes[id].ins();
+                    for (i, &s) in ins.iter().enumerate() {
+                        if !ins[..i].iter().any(|&t| node_of(t) == node_of(s)) {
+                            uses[node_of(s)] = uses[node_of(s)].saturating_add(1);
+                        }
+                    }
+                }
+                Item::Group(g) => {
+                    let mut seen = std::collections::HashSet::new();
+                    for &s in &graph.groups[g].inputs {
+                        if seen.insert(node_of(s)) {
+                            uses[node_of(s)] = uses[node_of(s)].saturating_add(1);
+                        }
+                    }
+                }
+                Item::Not(id) => uses[id] = uses[id].saturating_add(1),
+            }
+        }
+        for &s in &graph.outputs {
+            uses[node_of(s)] = PINNED;
+        }
+
+        let mut allocator = Slots { next: true_slot + 1, free: Vec::new() };
+        let mut slot = vec![u32::MAX; nodes.len()];
+        slot[0] = false_slot;
+        for i in 0..graph.num_inputs {
+            slot[1 + i] = i as u32;
+        }
+        let fixed = |id: usize| id <= graph.num_inputs;
+        let slot_of =
+            |slot: &[u32], s: Signal| if node_of(s) == 0 && is_inverted(s) { true_slot } else { slot[node_of(s)] };
+        let release = |slot: &[u32], uses: &mut [u32], allocator: &mut Slots, id: usize| {
+            if !fixed(id) && uses[id] != PINNED {
+                uses[id] -= 1;
+                if uses[id] == 0 {
+                    allocator.free.push(slot[id]);
+                }
+            }
+        };
+
+        let mut ops: Vec<[u32; 4]> = Vec::new();
+        let mut steps: Vec<Step> = Vec::new();
+        let mut not_slot = vec![u32::MAX; nodes.len()];
+        let mut stats = ProgramStats { depth: max_depth + needs_not.iter().any(|&b| b) as usize, ..Default::default() };
+        let mut inputs_read = vec![false; graph.num_inputs];
+        for &(_, _, imm, _, item) in &items {
+            match item {
+                Item::Func(id) | Item::Not(id) => {
+                    let (ins, out_node): (Vec<Signal>, usize) = match item {
+                        Item::Func(_) => (nodes[id].ins().to_vec(), id),
+                        _ => (vec![crate::ir::signal(id as u32, false)], id),
+                    };
+                    let mut abc = [0u32; 3];
+                    for (p, a) in abc.iter_mut().enumerate() {
+                        *a = slot_of(&slot, ins[p.min(ins.len() - 1)]);
+                    }
+                    for &s in &ins {
+                        if (1..=graph.num_inputs).contains(&node_of(s)) {
+                            inputs_read[node_of(s) - 1] = true;
+                        }
+                    }
+                    let mut distinct: Vec<usize> = ins.iter().map(|&s| node_of(s)).collect();
+                    distinct.dedup();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    for &n in &distinct {
+                        release(&slot, &mut uses, &mut allocator, n);
+                    }
+                    let out = allocator.take();
+                    if let Item::Not(_) = item {
+                        not_slot[out_node] = out;
+                    } else {
+                        slot[out_node] = out;
+                    }
+                    stats.ops[ins.len()] += 1;
+                    push_op(&mut ops, &mut steps, imm, [abc[0], abc[1], abc[2], out]);
+                }
+                Item::Group(g) => {
+                    let group = &graph.groups[g];
+                    let words = group.words();
+                    let mut weights = group.weights.clone();
+                    let inputs: Vec<u32> = group.inputs.iter().map(|&s| slot_of(&slot, s)).collect();
+                    for (j, &s) in group.inputs.iter().enumerate() {
+                        if inverted(s) {
+                            for row in weights.chunks_exact_mut(words) {
+                                row[j / 64] ^= 1 << (j % 64);
+                            }
+                        }
+                        if (1..=graph.num_inputs).contains(&node_of(s)) {
+                            inputs_read[node_of(s) - 1] = true;
+                        }
+                    }
+                    // Outputs are allocated before the inputs are released: a row never overwrites an input.
+                    let outputs: Vec<u32> = (0..group.rows())
+                        .map(|r| {
+                            let out = allocator.take();
+                            slot[group.first as usize + r] = out;
+                            out
+                        })
+                        .collect();
+                    let mut distinct: Vec<usize> = group.inputs.iter().map(|&s| node_of(s)).collect();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    for &n in &distinct {
+                        release(&slot, &mut uses, &mut allocator, n);
+                    }
+                    // Rows nothing reads are released at once.
+                    for r in 0..group.rows() {
+                        let id = group.first as usize + r;
+                        if uses[id] == 0 {
+                            allocator.free.push(slot[id]);
+                        }
+                    }
+                    stats.binary_rows += group.rows();
+                    stats.binary_weights += group.rows() * group.inputs.len();
+                    steps.push(Step::Binary(BinaryStep {
+                        inputs,
+                        weights,
+                        thresholds: group.thresholds.clone(),
+                        outputs,
+                    }));
+                }
+            }
+        }
+
+        let per_class = graph.outputs.len() / graph.num_classes;
+        let classes = graph
+            .outputs
+            .chunks_exact(per_class.max(1))
+            .map(|members| {
+                let mut sum = ClassSum { slots: Vec::new(), ones: 0 };
+                for &s in members {
+                    if node_of(s) == 0 {
+                        sum.ones += is_inverted(s) as u32;
+                    } else if inverted(s) {
+                        sum.slots.push(not_slot[node_of(s)]);
+                    } else {
+                        sum.slots.push(slot[node_of(s)]);
+                    }
+                }
+                sum
+            })
+            .collect();
+        stats.inputs_read = inputs_read.iter().filter(|&&r| r).count();
+        stats.slots = allocator.next as usize;
+        let program = Program {
+            input_bits: graph.input_bits.clone(),
+            num_inputs: graph.num_inputs,
+            num_slots: stats.slots,
+            ops,
+            steps,
+            classes,
+            stats,
+        };
+        program.check();
+        program
+    }
+
+    /// Every slot index is in range: the evaluator relies on it to index without checks.
+    fn check(&self) {
+        let n = self.num_slots as u32;
+        assert!(self.ops.iter().all(|op| op.iter().all(|&s| s < n)), "program slot out of range");
+        for step in &self.steps {
+            match step {
+                Step::Tern { start, end, .. } => assert!(start <= end && *end as usize <= self.ops.len()),
+                Step::Binary(b) => {
+                    assert!(b.inputs.iter().chain(&b.outputs).all(|&s| s < n), "program slot out of range");
+                    assert_eq!(b.weights.len(), b.outputs.len() * b.words());
+                    assert_eq!(b.thresholds.len(), b.outputs.len());
+                }
+            }
+        }
+        assert!(self.classes.iter().all(|c| c.slots.iter().all(|&s| s < n)), "program slot out of range");
+    }
+}
+
+/// The inverter as a three-input table: `!a`.
+const NOT: u8 = 0x55;
+
+fn push_op(ops: &mut Vec<[u32; 4]>, steps: &mut Vec<Step>, imm: u8, op: [u32; 4]) {
+    let at = ops.len() as u32;
+    ops.push(op);
+    if let Some(Step::Tern { imm: last, end, .. }) = steps.last_mut() {
+        if *last == imm && *end == at {
+            *end = at + 1;
+            return;
+        }
+    }
+    steps.push(Step::Tern { imm, start: at, end: at + 1 });
+}
+
+/// Slot allocation: the most recently freed slot first, as it is the most likely to still be in cache.
+struct Slots {
+    next: u32,
+    free: Vec<u32>,
+}
+
+impl Slots {
+    fn take(&mut self) -> u32 {
+        self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+}

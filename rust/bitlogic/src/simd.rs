@@ -1,0 +1,193 @@
+//! The few operations the encoder needs that compilers do not vectorize well on their own: turning 64 comparisons
+//! into a 64-bit mask. Each instruction set has an implementation; the engine picks one at run time.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Comparisons of 64 values at once, bit `i` of the result being the comparison of element `i`.
+///
+/// # Safety
+/// The methods of an implementation may only be called on a CPU that supports its instruction set (the engine
+/// checks with [`crate::Isa::is_supported`] before choosing one).
+pub(crate) trait Simd {
+    /// `x[i] >= cut[i]`.
+    unsafe fn ge_u8(x: &[u8; 64], cut: &[u8; 64]) -> u64;
+    /// `x[i] > 1`: the bytes that are not a valid bit.
+    unsafe fn above_one_u8(x: &[u8; 64]) -> u64;
+    /// `x[i] > t[i]`, false when either is NaN.
+    unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64;
+    /// `x[i]` is NaN.
+    unsafe fn nan_f32(x: &[f32; 64]) -> u64;
+}
+
+/// Plain Rust, for any CPU.
+pub(crate) struct Portable;
+
+impl Simd for Portable {
+    #[inline(always)]
+    unsafe fn ge_u8(x: &[u8; 64], cut: &[u8; 64]) -> u64 {
+        mask(|i| x[i] >= cut[i])
+    }
+    #[inline(always)]
+    unsafe fn above_one_u8(x: &[u8; 64]) -> u64 {
+        mask(|i| x[i] > 1)
+    }
+    #[inline(always)]
+    unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
+        mask(|i| x[i] > t[i])
+    }
+    #[inline(always)]
+    unsafe fn nan_f32(x: &[f32; 64]) -> u64 {
+        mask(|i| x[i].is_nan())
+    }
+}
+
+#[inline(always)]
+fn mask(f: impl Fn(usize) -> bool) -> u64 {
+    let mut bits = 0u64;
+    for i in 0..64 {
+        bits |= (f(i) as u64) << i;
+    }
+    bits
+}
+
+/// AVX2: 32 bytes or 8 floats per comparison, gathered into a mask by `movemask`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+impl Simd for Avx2 {
+    #[inline(always)]
+    unsafe fn ge_u8(x: &[u8; 64], cut: &[u8; 64]) -> u64 {
+        let half = |o: usize| {
+            let (a, c) = (load256(&x[o..]), load256(&cut[o..]));
+            // x >= cut exactly when max(x, cut) == x (unsigned).
+            _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(a, c), a)) as u32 as u64
+        };
+        half(0) | half(32) << 32
+    }
+    #[inline(always)]
+    unsafe fn above_one_u8(x: &[u8; 64]) -> u64 {
+        let half = |o: usize| {
+            let a = load256(&x[o..]);
+            _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(a, _mm256_set1_epi8(2)), a)) as u32 as u64
+        };
+        half(0) | half(32) << 32
+    }
+    #[inline(always)]
+    unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
+        let mut bits = 0u64;
+        for k in 0..8 {
+            let a = _mm256_loadu_ps(x[8 * k..].as_ptr());
+            let b = _mm256_loadu_ps(t[8 * k..].as_ptr());
+            bits |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, b)) as u32 as u64) << (8 * k);
+        }
+        bits
+    }
+    #[inline(always)]
+    unsafe fn nan_f32(x: &[f32; 64]) -> u64 {
+        let mut bits = 0u64;
+        for k in 0..8 {
+            let a = _mm256_loadu_ps(x[8 * k..].as_ptr());
+            bits |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(a, a)) as u32 as u64) << (8 * k);
+        }
+        bits
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn load256(bytes: &[u8]) -> __m256i {
+    debug_assert!(bytes.len() >= 32);
+    _mm256_loadu_si256(bytes.as_ptr() as *const __m256i)
+}
+
+/// AVX-512: one comparison of 64 bytes straight into a mask register.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl Simd for Avx512 {
+    #[inline(always)]
+    unsafe fn ge_u8(x: &[u8; 64], cut: &[u8; 64]) -> u64 {
+        _mm512_cmpge_epu8_mask(load512(x), load512(cut))
+    }
+    #[inline(always)]
+    unsafe fn above_one_u8(x: &[u8; 64]) -> u64 {
+        _mm512_cmpgt_epu8_mask(load512(x), _mm512_set1_epi8(1))
+    }
+    #[inline(always)]
+    unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
+        let mut bits = 0u64;
+        for k in 0..4 {
+            let a = _mm512_loadu_ps(x[16 * k..].as_ptr());
+            let b = _mm512_loadu_ps(t[16 * k..].as_ptr());
+            bits |= (_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b) as u64) << (16 * k);
+        }
+        bits
+    }
+    #[inline(always)]
+    unsafe fn nan_f32(x: &[f32; 64]) -> u64 {
+        let mut bits = 0u64;
+        for k in 0..4 {
+            let a = _mm512_loadu_ps(x[16 * k..].as_ptr());
+            bits |= (_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a) as u64) << (16 * k);
+        }
+        bits
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn load512(bytes: &[u8; 64]) -> __m512i {
+    _mm512_loadu_epi8(bytes.as_ptr() as *const i8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SplitMix64;
+
+    /// Every implementation this CPU can run agrees with the portable one.
+    #[test]
+    fn implementations_agree() {
+        let mut rng = SplitMix64::new(11);
+        for _ in 0..200 {
+            let x: [u8; 64] = std::array::from_fn(|_| (rng.next_u64() % 5) as u8 * 60);
+            let cut: [u8; 64] = std::array::from_fn(|_| (rng.next_u64() % 256) as u8);
+            let f: [f32; 64] = std::array::from_fn(|i| match rng.next_u64() % 7 {
+                0 => f32::NAN,
+                1 => f32::INFINITY,
+                _ => (rng.next_u64() % 100) as f32 - 50.0 + i as f32 * 0.25,
+            });
+            let t: [f32; 64] = std::array::from_fn(|_| (rng.next_u64() % 100) as f32 - 50.0);
+            // SAFETY: the portable implementation runs anywhere; the others only where supported.
+            unsafe {
+                let expected = (
+                    Portable::ge_u8(&x, &cut),
+                    Portable::above_one_u8(&x),
+                    Portable::gt_f32(&f, &t),
+                    Portable::nan_f32(&f),
+                );
+                assert_eq!(expected.0, mask(|i| x[i] >= cut[i]));
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if crate::Isa::Avx2.is_supported() {
+                        let got =
+                            (Avx2::ge_u8(&x, &cut), Avx2::above_one_u8(&x), Avx2::gt_f32(&f, &t), Avx2::nan_f32(&f));
+                        assert_eq!(got, expected);
+                    }
+                    if crate::Isa::Avx512.is_supported() {
+                        let got = (
+                            Avx512::ge_u8(&x, &cut),
+                            Avx512::above_one_u8(&x),
+                            Avx512::gt_f32(&f, &t),
+                            Avx512::nan_f32(&f),
+                        );
+                        assert_eq!(got, expected);
+                    }
+                }
+            }
+        }
+    }
+}
