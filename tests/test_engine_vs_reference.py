@@ -123,6 +123,13 @@ def check(encoder: Encoder, layers: list[Layer], k: int, x: np.ndarray, net: Any
     predicted = net.predict(x)
     assert predicted.dtype == np.int64
     np.testing.assert_array_equal(predicted, reference.predict(encoder, layers, k, x))
+    # Every gate and table as written, without the optimizing passes: the same scores.
+    np.testing.assert_array_equal(net.scores(x, optimize=False), expected)
+    if x.dtype == np.bool_:
+        # The same bits packed as bit planes skip the encoder.
+        packed = bitlogic.pack_bits(x)
+        np.testing.assert_array_equal(net.scores(packed, num_samples=x.shape[0]), expected)
+        np.testing.assert_array_equal(net.predict(packed, num_samples=x.shape[0], optimize=False), predicted)
 
 
 def _encoder_kind(encoder: Encoder) -> str:

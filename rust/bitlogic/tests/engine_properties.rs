@@ -676,3 +676,57 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn networks_beyond_the_node_limit_are_refused_without_allocating() {
+    // 2^31 - 1 input bits and no layers: a valid network, but its compiled form would need a node per bit.
+    let net = Network::new(Encoder::bits(i32::MAX as usize).unwrap(), Vec::new(), 1, 1.0).unwrap();
+    for result in [net.prepare().map(|_| ()), net.optimization().map(|_| ())] {
+        match result {
+            Err(Error::Network(message)) => assert!(message.contains("too large to evaluate"), "{message}"),
+            other => panic!("expected a network error, got {other:?}"),
+        }
+    }
+    assert!(bitlogic::MAX_NODES < i32::MAX as usize);
+}
+
+#[test]
+fn optimization_reports_add_up() {
+    let net = random_network(32, &[500, 500, 40], 4, LayerKind::Gates, 7).unwrap();
+    let o = net.optimization().unwrap();
+    assert_eq!(o.before.total_ops(), 1040, "every gate is one operation before optimization");
+    assert_eq!(o.before.ops[2], 1040);
+    assert!(o.after.total_ops() < o.before.total_ops());
+    assert!(o.passes.dead > 0 && o.passes.constants > 0 && o.passes.wires > 0);
+    assert!(o.after.slots <= o.before.slots);
+    assert_eq!(o, net.optimization().unwrap(), "built once, reported the same");
+}
+
+#[test]
+fn packed_bit_planes_match_bits_on_every_path() {
+    use bitlogic::{Packed, SplitMix64};
+    for (kind, seed) in [(LayerKind::Gates, 1), (LayerKind::Luts { arity: 6 }, 2), (LayerKind::Binary, 3)] {
+        let net = random_network(70, &[200, 60], 3, kind, seed).unwrap();
+        let mut rng = SplitMix64::new(seed);
+        for n in BATCHES {
+            let bits: Vec<u8> = (0..n * 70).map(|_| (rng.next_u64() & 1) as u8).collect();
+            let words = n.div_ceil(64);
+            let mut planes = vec![0u64; 70 * words];
+            for (s, row) in bits.chunks_exact(70).enumerate() {
+                for (i, &b) in row.iter().enumerate() {
+                    planes[i * words + s / 64] |= (b as u64) << (s % 64);
+                }
+            }
+            let bits_input = Input::Bits(Matrix::c_order(&bits, n, 70).unwrap());
+            let packed = Input::Packed(Packed::new(&planes, 70, n).unwrap());
+            for options in option_grid() {
+                assert_eq!(
+                    net.scores(packed, &options).unwrap(),
+                    net.scores(bits_input, &options).unwrap(),
+                    "{kind:?}, {n} samples, {options:?}"
+                );
+            }
+        }
+    }
+    assert!(matches!(Packed::new(&[0u64; 3], 2, 64), Err(Error::Input(_))), "3 words are not 2 planes of 1");
+}
