@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::exec::{self, Scratch};
+use crate::exec::{self, CachedScratch, Scratch};
 use crate::input::{Encoding, Input};
 use crate::network::Network;
 use crate::program::Program;
@@ -225,8 +225,8 @@ impl Job<'_> {
             return Ok(());
         }
         let per_sample = out.len() / rows;
-        let new_scratch = || Scratch::<W>::new(self.program, self.encoding.blocks_needed());
-        let run = |scratch: &mut Scratch<W>, (index, out): (usize, &mut [T])| {
+        let new_scratch = || CachedScratch::<W>::take(self.program, self.encoding.blocks_needed());
+        let run = |scratch: &mut CachedScratch<W>, (index, out): (usize, &mut [T])| {
             let start = index * block;
             let valid = (rows - start).min(block);
             evaluate_block(self.isa, self.program, self.encoding, start, valid, scratch, out)

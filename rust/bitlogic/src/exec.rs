@@ -5,6 +5,9 @@
 //! or AVX-512 enabled) gets its own vectorized copy; with AVX-512 a three-input operation on eight words becomes a
 //! single `vpternlogq`.
 
+use std::any::Any;
+use std::cell::RefCell;
+
 use crate::bits::transpose64;
 use crate::input::Block;
 use crate::program::{BinaryStep, ClassSum, Program, Step};
@@ -22,19 +25,71 @@ pub(crate) struct Scratch<const W: usize> {
 }
 
 impl<const W: usize> Scratch<W> {
-    pub(crate) fn new(program: &Program, encoder_blocks: usize) -> Self {
-        let mut slots = vec![[0; W]; program.num_slots];
-        // The constant slots are written once; no operation writes them.
-        slots[program.num_inputs + 1] = [!0; W];
+    fn empty() -> Self {
+        Self { slots: Vec::new(), rows: Vec::new(), counts: Vec::new(), planes: 0, blocks: Vec::new() }
+    }
+
+    /// Sizes the buffers for `program` (keeping their memory when it suffices) and writes the constant slots, the
+    /// only slots read before a block writes them.
+    fn fit(&mut self, program: &Program, encoder_blocks: usize) {
+        self.slots.resize(program.num_slots, [0; W]);
+        self.slots[program.num_inputs] = [0; W];
+        self.slots[program.num_inputs + 1] = [!0; W];
         let max_words =
             program.steps.iter().map(|s| if let Step::Binary(b) = s { b.words() } else { 0 }).max().unwrap_or(0);
-        let planes = program.classes.iter().map(ClassSum::planes).max().unwrap_or(0).max(1);
-        Self {
-            slots,
-            rows: vec![0; 64 * max_words],
-            counts: vec![[0; W]; planes * program.classes.len()],
-            planes,
-            blocks: vec![[[0; W]; 65]; encoder_blocks],
+        self.planes = program.classes.iter().map(ClassSum::planes).max().unwrap_or(0).max(1);
+        self.rows.resize(64 * max_words, 0);
+        self.counts.resize(self.planes * program.classes.len(), [0; W]);
+        self.blocks.resize(encoder_blocks, [[0; W]; 65]);
+    }
+}
+
+thread_local! {
+    /// The scratch of this thread's last evaluation, one per block width, kept for the next: a block's working set
+    /// can be a megabyte, and allocating (and faulting in) that much per call would dominate small batches.
+    static CACHE: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thread's scratch, taken from the thread's cache and put back when dropped.
+pub(crate) struct CachedScratch<const W: usize>(Option<Box<Scratch<W>>>);
+
+impl<const W: usize> CachedScratch<W> {
+    pub(crate) fn take(program: &Program, encoder_blocks: usize) -> Self {
+        let cached = CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let at = cache.iter().position(|b| b.is::<Scratch<W>>())?;
+            cache.swap_remove(at).downcast::<Scratch<W>>().ok()
+        });
+        let mut scratch = cached.unwrap_or_else(|| Box::new(Scratch::empty()));
+        scratch.fit(program, encoder_blocks);
+        Self(Some(scratch))
+    }
+}
+
+impl<const W: usize> std::ops::Deref for CachedScratch<W> {
+    type Target = Scratch<W>;
+    fn deref(&self) -> &Scratch<W> {
+        self.0.as_deref().expect("present until dropped")
+    }
+}
+
+impl<const W: usize> std::ops::DerefMut for CachedScratch<W> {
+    fn deref_mut(&mut self) -> &mut Scratch<W> {
+        self.0.as_deref_mut().expect("present until dropped")
+    }
+}
+
+impl<const W: usize> Drop for CachedScratch<W> {
+    fn drop(&mut self) {
+        if let Some(scratch) = self.0.take() {
+            // `try_with`: during thread exit the cache may already be gone; the scratch is then simply freed.
+            let _ = CACHE.try_with(|cache| {
+                if let Ok(mut cache) = cache.try_borrow_mut() {
+                    if !cache.iter().any(|b| b.is::<Scratch<W>>()) {
+                        cache.push(scratch);
+                    }
+                }
+            });
         }
     }
 }

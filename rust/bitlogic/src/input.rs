@@ -156,6 +156,8 @@ pub(crate) struct Encoding<'a> {
     dest: Vec<u32>,
     /// For packed input: the encoder bit of each slot.
     packed_bits: Vec<u32>,
+    /// The window of 64 values read for each chunk: see [`windows`].
+    windows: Vec<(usize, u32)>,
     /// Whether any bit of block `chunk * T + t` goes to a slot: the others are not transposed.
     block_read: Vec<bool>,
     /// Whether a chunk of 64 values must be compared: some bit of it is read, or its values must be checked (bits
@@ -216,6 +218,7 @@ impl<'a> Encoding<'a> {
             per_feature,
             dest: Vec::new(),
             packed_bits: Vec::new(),
+            windows: windows(input.cols()),
             block_read: Vec::new(),
             chunk_needed: Vec::new(),
         })
@@ -285,84 +288,71 @@ impl<'a> Encoding<'a> {
                 planes,
                 blocks,
                 #[inline(always)]
-                |r, c, x, block, s, w| {
+                |_, x, shift, block, s, w| {
                     // SAFETY: the engine only instantiates `S` for an instruction set the CPU supports.
-                    let bad = unsafe { S::above_one_u8(x) };
-                    if bad != 0 {
-                        let j = bad.trailing_zeros() as usize;
-                        return Err(Error::Input(format!(
-                            "sample {r}, input bit {} is {}; expected 0 or 1",
-                            64 * c + j,
-                            x[j]
-                        )));
-                    }
-                    block[0][s][w] = unsafe { S::ge_u8(x, &[1; 64]) };
-                    Ok(())
+                    let (bad, bits) = unsafe { (S::above_one_u8(x), S::ge_u8(x, &[1; 64])) };
+                    block[0][s][w] = bits >> shift;
+                    bad >> shift
+                },
+                |r, row| match row.iter().enumerate().find(|&(_, &v)| v > 1) {
+                    Some((j, v)) => Error::Input(format!("sample {r}, input bit {j} is {v}; expected 0 or 1")),
+                    None => Error::Input(format!("sample {r}: input bits must be 0 or 1")),
                 },
             ),
-            Source::U8(m, cuts, never) => {
-                self.encode_rows::<W, u8>(
-                    m,
-                    start,
-                    planes,
-                    blocks,
-                    #[inline(always)]
-                    |_, c, x, block, s, w| {
-                        for (t, b) in block.iter_mut().enumerate() {
-                            let i = c * self.per_feature + t;
-                            // SAFETY: as above.
-                            b[s][w] = unsafe { S::ge_u8(x, &cuts[i]) } & !never[i];
-                        }
-                        Ok(())
-                    },
-                )
-            }
-            Source::F32(m, thresholds) => {
-                self.encode_rows::<W, f32>(
-                    m,
-                    start,
-                    planes,
-                    blocks,
-                    #[inline(always)]
-                    |r, c, x, block, s, w| {
+            Source::U8(m, cuts, never) => self.encode_rows::<W, u8>(
+                m,
+                start,
+                planes,
+                blocks,
+                #[inline(always)]
+                |c, x, shift, block, s, w| {
+                    for (t, b) in block.iter_mut().enumerate() {
+                        let i = c * self.per_feature + t;
                         // SAFETY: as above.
-                        let nan = unsafe { S::nan_f32(x) };
-                        if nan != 0 {
-                            let f = 64 * c + nan.trailing_zeros() as usize;
-                            return Err(Error::Input(format!("sample {r}, feature {f} is NaN; expected a number")));
-                        }
-                        for (t, b) in block.iter_mut().enumerate() {
-                            b[s][w] = unsafe { S::gt_f32(x, &thresholds[c * self.per_feature + t]) };
-                        }
-                        Ok(())
-                    },
-                )
-            }
+                        b[s][w] = (unsafe { S::ge_u8(x, &cuts[i]) } & !never[i]) >> shift;
+                    }
+                    0 // every byte is a valid feature
+                },
+                |r, _| Error::Input(format!("sample {r}: invalid features")),
+            ),
+            Source::F32(m, thresholds) => self.encode_rows::<W, f32>(
+                m,
+                start,
+                planes,
+                blocks,
+                #[inline(always)]
+                |c, x, shift, block, s, w| {
+                    for (t, b) in block.iter_mut().enumerate() {
+                        // SAFETY: as above.
+                        b[s][w] = unsafe { S::gt_f32(x, &thresholds[c * self.per_feature + t]) } >> shift;
+                    }
+                    (unsafe { S::nan_f32(x) }) >> shift
+                },
+                |r, row| nan_error(r, row.iter().position(|v| v.is_nan())),
+            ),
             Source::F64(m, thresholds) => self.encode_rows::<W, f64>(
                 m,
                 start,
                 planes,
                 blocks,
                 #[inline(always)]
-                |r, c, x, block, s, w| {
-                    if let Some(j) = x.iter().position(|v| v.is_nan()) {
-                        let f = 64 * c + j;
-                        return Err(Error::Input(format!("sample {r}, feature {f} is NaN; expected a number")));
-                    }
+                |c, x, shift, block, s, w| {
                     for (t, b) in block.iter_mut().enumerate() {
                         let th = &thresholds[c * self.per_feature + t];
-                        b[s][w] = (0..64).fold(0, |m, i| m | ((x[i] > th[i]) as u64) << i);
+                        b[s][w] = (0..64).fold(0, |m, i| m | ((x[i] > th[i]) as u64) << i) >> shift;
                     }
-                    Ok(())
+                    (0..64).fold(0, |m, i| m | (x[i].is_nan() as u64) << i) >> shift
                 },
+                |r, row| nan_error(r, row.iter().position(|v| v.is_nan())),
             ),
         }
     }
 
-    /// Runs `compare(sample, chunk, values, blocks, s, w)` on every sample of the block and every chunk of 64
-    /// values (zero-padded past the last column), which writes row `s`, lane `w` of the chunk's block for each
-    /// threshold; then transposes the blocks into the planes. Samples are read one after the other, each row from
-    /// start to end, so a C-ordered input streams through memory once.
+    /// Runs `compare(chunk, values, shift, blocks, s, w)` on every sample of the block and every window of 64
+    /// values, which writes row `s`, lane `w` of the chunk's block for each threshold (the comparison mask shifted
+    /// right by `shift`, see [`windows`]) and returns the mask of invalid values; then transposes the blocks into
+    /// the planes. Samples are read one after the other, each row from start to end, so a C-ordered input streams
+    /// through memory once. A row with an invalid value fails with `invalid(sample, row)`.
     #[inline(always)]
     fn encode_rows<const W: usize, X: Copy + Default>(
         &self,
@@ -370,13 +360,14 @@ impl<'a> Encoding<'a> {
         start: usize,
         planes: &mut [[u64; W]],
         blocks: &mut [Block<W>],
-        mut compare: impl FnMut(usize, usize, &[X; 64], &mut [Block<W>], usize, usize) -> Result<()>,
+        mut compare: impl FnMut(usize, &[X; 64], u32, &mut [Block<W>], usize, usize) -> u64,
+        invalid: impl Fn(usize, &[X]) -> Error,
     ) -> Result<()> {
         let cols = m.cols();
-        let chunks = cols.div_ceil(64);
         let per = self.per_feature;
-        let blocks = &mut blocks[..chunks * per];
+        let blocks = &mut blocks[..self.windows.len() * per];
         let mut padded = [X::default(); 64];
+        let mut gathered: Vec<X> = Vec::new();
         for w in 0..W {
             for s in 0..64 {
                 let r = start + 64 * w + s;
@@ -386,28 +377,30 @@ impl<'a> Encoding<'a> {
                     }
                     continue;
                 }
-                let row = m.row(r);
                 prefetch_row(m, r + PREFETCH_ROWS);
-                for (c, chunk_blocks) in blocks.chunks_exact_mut(per).enumerate() {
-                    if !self.chunk_needed[c] {
-                        continue;
+                let row: &[X] = match m.row(r) {
+                    Some(row) => row,
+                    None => {
+                        gathered.clear();
+                        gathered.extend((0..cols).map(|j| m.get(r, j)));
+                        &gathered
                     }
-                    let lo = 64 * c;
-                    let hi = (lo + 64).min(cols);
-                    let values: &[X; 64] = match row {
-                        Some(row) if hi - lo == 64 => row[lo..hi].try_into().expect("64 values"),
-                        Some(row) => {
-                            padded[..hi - lo].copy_from_slice(&row[lo..hi]);
-                            &padded
+                };
+                let mut bad = 0;
+                if cols >= 64 {
+                    let windows = self.windows.iter().zip(blocks.chunks_exact_mut(per)).enumerate();
+                    for (c, (&(lo, shift), chunk_blocks)) in windows {
+                        if self.chunk_needed[c] {
+                            let x: &[X; 64] = row[lo..lo + 64].try_into().expect("64 values");
+                            bad |= compare(c, x, shift, chunk_blocks, s, w);
                         }
-                        None => {
-                            for (j, v) in padded[..hi - lo].iter_mut().enumerate() {
-                                *v = m.get(r, lo + j);
-                            }
-                            &padded
-                        }
-                    };
-                    compare(r, c, values, chunk_blocks, s, w)?;
+                    }
+                } else if cols > 0 && self.chunk_needed[0] {
+                    padded[..cols].copy_from_slice(row);
+                    bad = compare(0, &padded, 0, blocks, s, w);
+                }
+                if bad != 0 {
+                    return Err(invalid(r, row));
                 }
             }
         }
@@ -425,6 +418,32 @@ impl<'a> Encoding<'a> {
         }
         Ok(())
     }
+}
+
+fn nan_error(r: usize, feature: Option<usize>) -> Error {
+    match feature {
+        Some(f) => Error::Input(format!("sample {r}, feature {f} is NaN; expected a number")),
+        None => Error::Input(format!("sample {r}: a feature is NaN; expected numbers")),
+    }
+}
+
+/// The window of 64 values the encoder compares for each chunk of 64 columns, as `(first column, shift)`. Full
+/// chunks are read in place (shift 0). A last, partial chunk is read as the 64 values that end the row, and the
+/// comparison masks are shifted right by `shift` so that bit `j` is again column `64 * chunk + j`: no copy into a
+/// padded buffer, which costs a failed store-to-load forward per sample. Rows shorter than 64 are padded instead
+/// (window at 0, shift 0).
+fn windows(cols: usize) -> Vec<(usize, u32)> {
+    (0..cols.div_ceil(64))
+        .map(|c| {
+            if 64 * c + 64 <= cols {
+                (64 * c, 0)
+            } else if cols >= 64 {
+                (cols - 64, (64 * c + 64 - cols) as u32)
+            } else {
+                (0, 0)
+            }
+        })
+        .collect()
 }
 
 /// How many samples ahead the encoder asks for rows: enough to cover the memory latency of a streamed input.
@@ -446,15 +465,17 @@ fn prefetch_row<X: Copy>(m: &Matrix<'_, X>, r: usize) {
     }
 }
 
-/// The encoder's thresholds, mapped by `convert`, in chunks of 64 features: `[chunk * T + t][lane]`, padding lanes
-/// holding `pad`.
+/// The encoder's thresholds, mapped by `convert`, for every window of 64 features (see [`windows`]):
+/// `[chunk * T + t][lane]`, lanes past the last feature holding `pad`.
 fn chunked<V: Copy>(t: &ThresholdEncoder, pad: V, convert: impl Fn(f32) -> V) -> Vec<[V; 64]> {
     let (features, per) = (t.num_features(), t.per_feature());
-    let chunks = features.div_ceil(64);
-    let mut out = vec![[pad; 64]; chunks * per];
-    for f in 0..features {
-        for k in 0..per {
-            out[(f / 64) * per + k][f % 64] = convert(t.thresholds()[f * per + k]);
+    let windows = windows(features);
+    let mut out = vec![[pad; 64]; windows.len() * per];
+    for (c, &(lo, _)) in windows.iter().enumerate() {
+        for (lane, f) in (lo..features.min(lo + 64)).enumerate() {
+            for k in 0..per {
+                out[c * per + k][lane] = convert(t.thresholds()[f * per + k]);
+            }
         }
     }
     out
