@@ -1,9 +1,10 @@
 //! Criterion benchmarks of the engine: one thread, every supported instruction-set path side by side, on random
-//! networks of each layer family, from bit input. `cargo bench -p bitlogic`.
+//! networks of each layer family, from bit input, with the optimizing passes on and off; and the time the passes take
+//! on a network of 1 M gates. `cargo bench -p bitlogic`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use bitlogic::{random_network, EvalOptions, Input, Isa, LayerKind, Matrix, SplitMix64};
+use bitlogic::{random_network, EvalOptions, Input, Isa, LayerKind, Matrix, Network, SplitMix64};
 
 fn families(c: &mut Criterion) {
     const SAMPLES: usize = 8192;
@@ -21,14 +22,31 @@ fn families(c: &mut Criterion) {
     for (name, net) in &networks {
         let net = net.as_ref().expect("valid random network");
         for isa in Isa::supported() {
-            let options = EvalOptions { threads: Some(1), isa: Some(isa), ..Default::default() };
-            group.bench_with_input(BenchmarkId::new(*name, isa.name()), &options, |b, options| {
-                b.iter(|| net.predict(input, options).expect("evaluation succeeds"))
-            });
+            for optimize in [true, false] {
+                let options = EvalOptions { threads: Some(1), isa: Some(isa), optimize };
+                let path = format!("{}{}", isa.name(), if optimize { "" } else { ", optimization off" });
+                group.bench_with_input(BenchmarkId::new(*name, path), &options, |b, options| {
+                    b.iter(|| net.predict(input, options).expect("evaluation succeeds"))
+                });
+            }
         }
     }
     group.finish();
 }
 
-criterion_group!(benches, families);
+fn passes(c: &mut Criterion) {
+    let bytes = random_network(784, &[200_000; 5], 10, LayerKind::Gates, 0).expect("valid").to_bytes().expect("fits");
+    let mut group = c.benchmark_group("load and optimize");
+    group.sample_size(10);
+    group.bench_function("1 M gates", |b| {
+        b.iter(|| {
+            let net = Network::from_bytes(&bytes).expect("valid file");
+            net.prepare().expect("compiles");
+            net
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, families, passes);
 criterion_main!(benches);
