@@ -22,7 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
+
+# torch's idle OpenMP workers would otherwise spin on the cores the engine is being timed on.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
 from torch import nn
 
 import bitlogic
