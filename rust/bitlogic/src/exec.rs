@@ -179,8 +179,10 @@ unsafe fn tern_run<const W: usize>(imm: u8, ops: &[[u32; 4]], slots: &mut [[u64;
     dispatch_imm!(imm, ops, slots; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88 89 90 91 92 93 94 95 96 97 98 99 100 101 102 103 104 105 106 107 108 109 110 111 112 113 114 115 116 117 118 119 120 121 122 123 124 125 126 127 128 129 130 131 132 133 134 135 136 137 138 139 140 141 142 143 144 145 146 147 148 149 150 151 152 153 154 155 156 157 158 159 160 161 162 163 164 165 166 167 168 169 170 171 172 173 174 175 176 177 178 179 180 181 182 183 184 185 186 187 188 189 190 191 192 193 194 195 196 197 198 199 200 201 202 203 204 205 206 207 208 209 210 211 212 213 214 215 216 217 218 219 220 221 222 223 224 225 226 227 228 229 230 231 232 233 234 235 236 237 238 239 240 241 242 243 244 245 246 247 248 249 250 251 252 253 254 255)
 }
 
-/// A binary layer: transposes each word's 64 samples into sample-major rows, then compares each row with every
-/// weight row by XOR and popcount.
+/// A binary layer: transposes each word's 64 samples into 64 input words per sample, stored word-major (word `c` of
+/// every sample side by side), then for each weight row XORs each column of 64 samples with the row's word and adds
+/// the popcounts sample-wise: a loop over 64 independent lanes, which compilers turn into vector XOR and popcount
+/// (`vpopcntq` with AVX-512).
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // `w` is the lane of many different slots, read and written
 fn binary<const W: usize>(step: &BinaryStep, slots: &mut [[u64; W]], rows: &mut [u64]) {
@@ -189,24 +191,29 @@ fn binary<const W: usize>(step: &BinaryStep, slots: &mut [[u64; W]], rows: &mut 
     let rows = &mut rows[..64 * words];
     for w in 0..W {
         let mut block = [0u64; 64];
-        for c in 0..words {
+        for (c, column) in rows.chunks_exact_mut(64).enumerate() {
             let inputs = &step.inputs[64 * c..n.min(64 * c + 64)];
             for (j, row) in block.iter_mut().enumerate() {
                 *row = inputs.get(j).map_or(0, |&slot| slots[slot as usize][w]);
             }
             transpose64(&mut block);
-            for (s, &bits) in block.iter().enumerate() {
-                rows[s * words + c] = bits;
-            }
+            column.copy_from_slice(&block);
         }
         for ((&out, weights), &threshold) in
             step.outputs.iter().zip(step.weights.chunks_exact(words)).zip(&step.thresholds)
         {
+            // At least `threshold` of the `n` inputs match: at most `n - threshold` mismatches. Padding bits are 0
+            // in both the rows and the weights, so they never count as mismatches.
+            let limit = n as i64 - threshold as i64;
+            let mut mismatches = [0u64; 64];
+            for (column, &weight) in rows.chunks_exact(64).zip(weights) {
+                for (m, &x) in mismatches.iter_mut().zip(column) {
+                    *m += (x ^ weight).count_ones() as u64;
+                }
+            }
             let mut bits = 0u64;
-            for (s, row) in rows.chunks_exact(words).enumerate() {
-                // Padding bits are 0 in both rows and weights, so they never count as mismatches.
-                let mismatches: u32 = row.iter().zip(weights).map(|(x, y)| (x ^ y).count_ones()).sum();
-                bits |= ((n as i64 - mismatches as i64 >= threshold as i64) as u64) << s;
+            for (s, &m) in mismatches.iter().enumerate() {
+                bits |= ((m as i64 <= limit) as u64) << s;
             }
             // Outputs never share a slot with this step's inputs (see `Program::new`).
             slots[out as usize][w] = bits;
