@@ -166,3 +166,10 @@ def test_packed_input_errors() -> None:
         bitlogic.pack_bits(np.full((3, 4), 2))
     with pytest.raises(bitlogic.InputError, match="2-dimensional"):
         bitlogic.pack_bits(np.zeros(5, dtype=bool))
+
+
+def test_encoder_only_network_reads_every_bit() -> None:
+    net = bitlogic.Network.from_arrays(BitsEncoder(6), [], num_classes=3)
+    check_exact(net, all_inputs(6))
+    after = net.stats()["after"]
+    assert after["ops"] == 0 and after["inputs_read"] == 6

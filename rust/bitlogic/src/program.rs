@@ -54,7 +54,7 @@ pub struct ProgramStats {
     pub binary_rows: usize,
     /// Binary weights.
     pub binary_weights: usize,
-    /// Encoder bits some operation reads.
+    /// Encoder bits some operation or class output reads.
     pub inputs_read: usize,
     /// Bit-plane slots: the working memory of a block is this many planes.
     pub slots: usize,
@@ -313,6 +313,12 @@ impl Program {
                 sum
             })
             .collect();
+        // Class outputs may be encoder bits themselves (a network without layers, or gates that pass a bit through).
+        for &s in &graph.outputs {
+            if (1..=graph.num_inputs).contains(&node_of(s)) {
+                inputs_read[node_of(s) - 1] = true;
+            }
+        }
         stats.inputs_read = inputs_read.iter().filter(|&&r| r).count();
         stats.slots = allocator.next as usize;
         let program = Program {
