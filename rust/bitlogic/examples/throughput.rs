@@ -1,4 +1,4 @@
-//! Samples per second of a random INPUTS-input network of 6 x 8000 gates from bool input, per instruction set, with
+//! Samples per second of a random 784-input network of 6 x 8000 gates from bool input, per instruction set, with
 //! the optimizing passes on and off, and the time the passes take.
 //!
 //! `cargo run --release --example throughput [-- SAMPLES THREADS [ISA]]`
