@@ -322,6 +322,7 @@ def test_cli_eval_bench_info_presets(
     code, out, _ = run_cli(capsys, "bench", path, "--batch", "500", "--repeat", "1", "--threads", "1")
     assert code == 0 and "uint8" in out
     assert all(isa in out for isa in bitlogic.supported_isas())
+    assert "optimization off" in out and "optimizing passes" in out
 
     code, out, _ = run_cli(capsys, "info", path)
     assert code == 0

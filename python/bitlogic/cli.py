@@ -70,13 +70,15 @@ def _load_dataset(name: str, data_dir: str | None) -> Dataset:
     return datasets.load(name, root=data_dir)
 
 
-def _best_rate(net: Network, x: np.ndarray, repeat: int, threads: int | None, isa: Any = None) -> float:
+def _best_rate(
+    net: Network, x: np.ndarray, repeat: int, threads: int | None, isa: Any = None, optimize: bool = True
+) -> float:
     """Samples per second, best of ``repeat`` timed runs after one warm-up."""
-    net.predict(x[: min(len(x), 256)], threads=threads, isa=isa)
+    net.predict(x[: min(len(x), 256)], threads=threads, isa=isa, optimize=optimize)
     best = math.inf
     for _ in range(max(1, repeat)):
         start = time.perf_counter()
-        net.predict(x, threads=threads, isa=isa)
+        net.predict(x, threads=threads, isa=isa, optimize=optimize)
         best = min(best, time.perf_counter() - start)
     return len(x) / max(best, 1e-9)
 
@@ -356,12 +358,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     threads = _thread_counts(args.threads)
     x = _random_inputs(net, args.batch)
     print(f"{args.model}: {net!r}")
+    start = time.perf_counter()
+    net.prepare()
+    after = net.stats()["after"]
+    print(f"optimizing passes: {time.perf_counter() - start:.3f} s, {after['ops']:,} operations"
+          + (f", {after['binary_rows']:,} binary rows" if after["binary_rows"] else ""))
     print(f"{args.batch} random {x.dtype} rows x {x.shape[1]}, best of {args.repeat} runs")
-    print(f"{'isa':<10} {'threads':>9} {'samples/s':>14} {'ns/sample':>10}")
-    for isa in bitlogic.supported_isas():
+    print(f"{'isa':<24} {'threads':>9} {'samples/s':>14} {'ns/sample':>10}")
+    rows: list[tuple[str, Any, bool]] = [(isa, isa, True) for isa in bitlogic.supported_isas()]
+    rows.append((f"{bitlogic._native.default_isa()}, optimization off", None, False))
+    for label, isa, optimize in rows:
         for t in threads:
-            rate = _best_rate(net, x, args.repeat, t, isa)
-            print(f"{isa:<10} {_threads_label(t):>9} {rate:>14,.0f} {1e9 / rate:>10.1f}")
+            rate = _best_rate(net, x, args.repeat, t, isa, optimize)
+            print(f"{label:<24} {_threads_label(t):>9} {rate:>14,.0f} {1e9 / rate:>10.1f}")
     return 0
 
 
