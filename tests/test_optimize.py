@@ -160,6 +160,8 @@ def test_packed_input_errors() -> None:
         net.predict(planes[:39], num_samples=100)
     with pytest.raises(bitlogic.InputError, match="C-contiguous"):
         net.predict(np.asfortranarray(planes), num_samples=100)
+    with pytest.raises(bitlogic.InputError, match="non-negative integer"):
+        net.predict(planes, num_samples=-1)
     with pytest.raises(bitlogic.InputError, match="num_samples is only for packed"):
         net.predict(np.zeros((100, 40), dtype=bool), num_samples=100)
     with pytest.raises(bitlogic.InputError, match="0/1"):

@@ -99,7 +99,7 @@ class Network:
         :func:`bitlogic.supported_isas`); ``optimize=False`` evaluates every gate and table as written, for
         comparison with the optimized program (same results).
         """
-        return self._net.predict(_as_array(x), threads, isa, optimize, num_samples)
+        return self._net.predict(_as_array(x), threads, isa, optimize, _samples(num_samples))
 
     def scores(
         self,
@@ -114,7 +114,7 @@ class Network:
 
         Divided by :attr:`tau` they equal the trained model's outputs. Arguments as for :meth:`predict`.
         """
-        return self._net.scores(_as_array(x), threads, isa, optimize, num_samples)
+        return self._net.scores(_as_array(x), threads, isa, optimize, _samples(num_samples))
 
     # -- files --------------------------------------------------------------------------------------------------
 
@@ -208,6 +208,12 @@ class Network:
             parts.append(f"binary_weights={s['binary_weights']}")
         body = ", ".join(parts) or "no layers"
         return f"<bitlogic.Network {self.num_inputs} inputs -> {self.num_classes} classes, depth {s['depth']}, {body}>"
+
+
+def _samples(num_samples: int | None) -> int | None:
+    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 0):
+        raise InputError(f"num_samples must be a non-negative integer, got {num_samples!r}")
+    return num_samples
 
 
 def _as_array(x: Any) -> Any:
