@@ -1,7 +1,7 @@
 //! Batch evaluation: splits the samples into blocks, evaluates blocks on rayon threads, and dispatches at run time
 //! to the best instruction set the CPU has.
 //!
-//! Every instruction-set path runs the same generic code (see `kernels`), compiled with different target features,
+//! Every instruction-set path runs the same generic code (see `exec`), compiled with different target features,
 //! so they agree bit for bit; `BITLOGIC_ISA` (or [`EvalOptions::isa`]) forces one for testing and comparison.
 
 use std::collections::HashMap;
@@ -220,10 +220,8 @@ struct Job<'a> {
 impl Job<'_> {
     fn run<const W: usize, T: Sink>(&self, out: &mut [T]) -> Result<()> {
         let block = 64 * W;
+        // Never 0: `evaluate` returns before running an empty batch.
         let rows = self.encoding.rows();
-        if rows == 0 {
-            return Ok(());
-        }
         let per_sample = out.len() / rows;
         let new_scratch = || CachedScratch::<W>::take(self.program, self.encoding.blocks_needed());
         let run = |scratch: &mut CachedScratch<W>, (index, out): (usize, &mut [T])| {

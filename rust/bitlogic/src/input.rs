@@ -8,7 +8,7 @@
 use crate::bits::transpose64_lanes;
 use crate::error::{Error, Result};
 use crate::network::{Encoder, ThresholdEncoder};
-use crate::simd::Simd;
+use crate::simd::{mask, Simd};
 
 /// One 64 x 64 bit matrix per lane, and a row of padding: blocks of 64 rows would be a multiple of 4 KiB apart, and
 /// the encoder's stores to the same row of consecutive blocks would then compete for one set of the L1 cache (and
@@ -339,9 +339,9 @@ impl<'a> Encoding<'a> {
                 |c, x, shift, block, s, w| {
                     for (t, b) in block.iter_mut().enumerate() {
                         let th = &thresholds[c * self.per_feature + t];
-                        b[s][w] = (0..64).fold(0, |m, i| m | ((x[i] > th[i]) as u64) << i) >> shift;
+                        b[s][w] = mask(|i| x[i] > th[i]) >> shift;
                     }
-                    (0..64).fold(0, |m, i| m | (x[i].is_nan() as u64) << i) >> shift
+                    mask(|i| x[i].is_nan()) >> shift
                 },
                 |r, row| nan_error(r, row.iter().position(|v| v.is_nan())),
             ),

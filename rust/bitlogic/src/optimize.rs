@@ -98,6 +98,12 @@ impl Hasher for FxHasher {
     }
 }
 
+/// The new signal of old signal `s`, when `map` holds the new signal of every old node: the inversion carries over.
+#[inline]
+fn resolve(map: &[Signal], s: Signal) -> Signal {
+    map[node_of(s)] ^ (s & 1)
+}
+
 type Strash = HashMap<(u8, [Signal; MAX_ARITY], Table), u32, BuildHasherDefault<FxHasher>>;
 
 /// One forward sweep that rebuilds the graph with every function in canonical form; see the module docs.
@@ -107,7 +113,6 @@ pub(crate) fn simplify(old: &Graph, report: &mut PassReport) -> Graph {
     let mut map: Vec<Signal> = Vec::with_capacity(old.nodes.len());
     let mut strash = Strash::default();
     for (id, node) in old.nodes.iter().enumerate() {
-        let resolve = |map: &[Signal], s: Signal| map[node_of(s)] ^ (s & 1);
         let mapped = match node.kind {
             Kind::Const => FALSE,
             Kind::Input => signal(id as u32, false),
@@ -131,7 +136,7 @@ pub(crate) fn simplify(old: &Graph, report: &mut PassReport) -> Graph {
         };
         map.push(mapped);
     }
-    new.outputs = old.outputs.iter().map(|&s| map[node_of(s)] ^ (s & 1)).collect();
+    new.outputs = old.outputs.iter().map(|&s| resolve(&map, s)).collect();
     new
 }
 
@@ -273,7 +278,6 @@ pub(crate) fn lower_luts(old: &Graph, choose: bool, report: &mut PassReport) -> 
     let mut new = old.empty_like();
     let mut map: Vec<Signal> = Vec::with_capacity(old.nodes.len());
     for (id, node) in old.nodes.iter().enumerate() {
-        let resolve = |map: &[Signal], s: Signal| map[node_of(s)] ^ (s & 1);
         let mapped = match node.kind {
             Kind::Const => FALSE,
             Kind::Input => signal(id as u32, false),
@@ -298,7 +302,7 @@ pub(crate) fn lower_luts(old: &Graph, choose: bool, report: &mut PassReport) -> 
         };
         map.push(mapped);
     }
-    new.outputs = old.outputs.iter().map(|&s| map[node_of(s)] ^ (s & 1)).collect();
+    new.outputs = old.outputs.iter().map(|&s| resolve(&map, s)).collect();
     new
 }
 
@@ -480,7 +484,6 @@ pub(crate) fn remove_dead(old: &Graph, report: &mut PassReport) -> Graph {
     let mut new = old.empty_like();
     let mut map: Vec<Signal> = vec![FALSE; old.nodes.len()];
     for (id, node) in old.nodes.iter().enumerate() {
-        let resolve = |map: &[Signal], s: Signal| map[node_of(s)] ^ (s & 1);
         match node.kind {
             Kind::Const => {}
             Kind::Input => map[id] = signal(id as u32, false),
@@ -512,6 +515,6 @@ pub(crate) fn remove_dead(old: &Graph, report: &mut PassReport) -> Graph {
             }
         }
     }
-    new.outputs = old.outputs.iter().map(|&s| map[node_of(s)] ^ (s & 1)).collect();
+    new.outputs = old.outputs.iter().map(|&s| resolve(&map, s)).collect();
     new
 }

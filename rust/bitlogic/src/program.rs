@@ -169,19 +169,13 @@ impl Program {
         for &(_, _, _, _, item) in &items {
             match item {
                 Item::Func(id, _) => {
-                    let ins = nodes[id].ins();
-                    for (i, &s) in ins.iter().enumerate() {
-                        if !ins[..i].iter().any(|&t| node_of(t) == node_of(s)) {
-                            uses[node_of(s)] = uses[node_of(s)].saturating_add(1);
-                        }
+                    for n in distinct_nodes(nodes[id].ins()) {
+                        uses[n] = uses[n].saturating_add(1);
                     }
                 }
                 Item::Group(g) => {
-                    let mut seen = std::collections::HashSet::new();
-                    for &s in &graph.groups[g].inputs {
-                        if seen.insert(node_of(s)) {
-                            uses[node_of(s)] = uses[node_of(s)].saturating_add(1);
-                        }
+                    for n in distinct_nodes(&graph.groups[g].inputs) {
+                        uses[n] = uses[n].saturating_add(1);
                     }
                 }
                 Item::Not(id) => uses[id] = uses[id].saturating_add(1),
@@ -190,6 +184,9 @@ impl Program {
         for &s in &graph.outputs {
             uses[node_of(s)] = PINNED;
         }
+        // An encoder bit is read when an operation, a binary layer or a class output reads it (input counts are
+        // never released below).
+        let inputs_read = (1..=graph.num_inputs).filter(|&n| uses[n] > 0).count();
 
         let mut allocator = Slots { next: true_slot + 1, free: Vec::new() };
         let mut slot = vec![u32::MAX; nodes.len()];
@@ -213,7 +210,6 @@ impl Program {
         let mut steps: Vec<Step> = Vec::new();
         let mut not_slot = vec![u32::MAX; nodes.len()];
         let mut stats = ProgramStats { depth: max_depth + needs_not.iter().any(|&b| b) as usize, ..Default::default() };
-        let mut inputs_read = vec![false; graph.num_inputs];
         for &(_, _, imm, _, item) in &items {
             match item {
                 Item::Func(id, _) | Item::Not(id) => {
@@ -226,16 +222,7 @@ impl Program {
                     for (a, &p) in abc.iter_mut().zip(&order) {
                         *a = slot_of(&slot, ins[p.min(ins.len() - 1)]);
                     }
-                    for &s in &ins {
-                        if (1..=graph.num_inputs).contains(&node_of(s)) {
-                            inputs_read[node_of(s) - 1] = true;
-                        }
-                    }
-                    let mut distinct: Vec<usize> = ins.iter().map(|&s| node_of(s)).collect();
-                    distinct.dedup();
-                    distinct.sort_unstable();
-                    distinct.dedup();
-                    for &n in &distinct {
+                    for n in distinct_nodes(&ins) {
                         release(&slot, &mut uses, &mut allocator, n);
                     }
                     let out = allocator.take();
@@ -258,9 +245,6 @@ impl Program {
                                 row[j / 64] ^= 1 << (j % 64);
                             }
                         }
-                        if (1..=graph.num_inputs).contains(&node_of(s)) {
-                            inputs_read[node_of(s) - 1] = true;
-                        }
                     }
                     // Outputs are allocated before the inputs are released: a row never overwrites an input.
                     let outputs: Vec<u32> = (0..group.rows())
@@ -270,10 +254,7 @@ impl Program {
                             out
                         })
                         .collect();
-                    let mut distinct: Vec<usize> = group.inputs.iter().map(|&s| node_of(s)).collect();
-                    distinct.sort_unstable();
-                    distinct.dedup();
-                    for &n in &distinct {
+                    for n in distinct_nodes(&group.inputs) {
                         release(&slot, &mut uses, &mut allocator, n);
                     }
                     // Rows nothing reads are released at once.
@@ -313,13 +294,7 @@ impl Program {
                 sum
             })
             .collect();
-        // Class outputs may be encoder bits themselves (a network without layers, or gates that pass a bit through).
-        for &s in &graph.outputs {
-            if (1..=graph.num_inputs).contains(&node_of(s)) {
-                inputs_read[node_of(s) - 1] = true;
-            }
-        }
-        stats.inputs_read = inputs_read.iter().filter(|&&r| r).count();
+        stats.inputs_read = inputs_read;
         stats.slots = allocator.next as usize;
         let program = Program {
             input_bits: graph.input_bits.clone(),
@@ -359,6 +334,14 @@ fn canonical_order(imm: u8) -> (u8, [usize; 3]) {
     const ORDERS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
     let table = [imm as u64, 0, 0, 0];
     ORDERS.iter().map(|order| (crate::ir::permute(&table, 3, order)[0] as u8, *order)).min().expect("six orders")
+}
+
+/// The nodes `signals` read, each once, ascending.
+fn distinct_nodes(signals: &[Signal]) -> Vec<usize> {
+    let mut nodes: Vec<usize> = signals.iter().map(|&s| node_of(s)).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
 }
 
 /// The inverter as a three-input table: `!a`.

@@ -92,10 +92,9 @@ impl Simd for Portable {
     }
 }
 
-/// Bit `i` is `f(i)`: the definition every implementation is tested against.
-#[cfg(any(test, not(target_arch = "x86_64")))]
+/// Bit `i` is `f(i)`: the definition every implementation is tested against, and the float64 comparisons.
 #[inline(always)]
-fn mask(f: impl Fn(usize) -> bool) -> u64 {
+pub(crate) fn mask(f: impl Fn(usize) -> bool) -> u64 {
     let mut bits = 0u64;
     for i in 0..64 {
         bits |= (f(i) as u64) << i;
