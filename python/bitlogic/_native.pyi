@@ -8,11 +8,14 @@ import numpy.typing as npt
 
 __all__ = [
     "BitlogicError",
+    "CudaError",
     "FORMAT_VERSION",
     "FormatError",
     "InputError",
+    "KernelCompileError",
     "Network",
     "__version__",
+    "cuda_sources",
     "default_isa",
     "gate_backward",
     "gate_backward_coef",
@@ -27,6 +30,8 @@ FORMAT_VERSION: str
 class BitlogicError(ValueError): ...
 class FormatError(BitlogicError): ...
 class InputError(BitlogicError): ...
+class CudaError(RuntimeError): ...
+class KernelCompileError(CudaError): ...
 
 @final
 class Network:
@@ -97,3 +102,5 @@ def gate_backward(
 def gate_backward_coef(
     x: npt.NDArray[np.float32], ia: npt.NDArray[np.int64], ib: npt.NDArray[np.int64], grad_out: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]: ...
+
+def cuda_sources() -> dict[str, str]: ...

@@ -4,7 +4,9 @@ Two implementations give the same results up to float rounding:
 
 - :func:`gates_torch`, plain tensor operations, for any device and dtype (autograd derives the backward pass);
 - :class:`_FusedGates`, the fused Rust kernels of ``bitlogic._native`` (one pass forward, one backward), for float32
-  on the CPU, where the plain version is limited by the memory traffic of its ~18 elementwise passes.
+  on the CPU, where the plain version is limited by the memory traffic of its ~18 elementwise passes;
+- :func:`bitlogic.gpu.logic.logic_gates`, the CUDA kernels of ``cuda/logic_layer.cu``, for float32 and bfloat16 on a
+  GPU (see :mod:`bitlogic.gpu` for when they are used).
 
 :func:`gates` picks the fused kernels when they apply. They work on feature-major activations (``[features,
 batch]``, contiguous over the batch) and return a ``[batch, N]`` *view* of a feature-major ``[N, batch]`` result, so a
@@ -85,12 +87,18 @@ def _fused_applies(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor) -> bool:
 def gates(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor) -> Tensor:
     """``[B, N]`` outputs of the relaxed gates ``c0 + c1*a + c2*b + c3*a*b`` (see :func:`gates_torch`).
 
-    Runs the fused Rust kernels for float32 tensors on the CPU and :func:`gates_torch` otherwise; both give the same
-    results and gradients up to float rounding. The fused result is a transposed view of a feature-major tensor.
+    Runs the fused Rust kernels for float32 tensors on the CPU, the CUDA kernels on a GPU, and :func:`gates_torch`
+    otherwise; all give the same results and gradients up to float rounding. The fused results are transposed views
+    of feature-major tensors.
     """
     if _fused_applies(x, ia, ib, coef):
         out: Tensor = _FusedGates.apply(x, ia, ib, coef)
         return out
+    if x.device.type == "cuda":
+        from bitlogic.gpu import logic, use_kernels
+
+        if logic.supports(x, ia, ib, coef) and use_kernels(x.device):
+            return logic.logic_gates(x, ia, ib, coef)
     return gates_torch(x, ia, ib, coef)
 
 

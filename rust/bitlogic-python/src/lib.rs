@@ -17,13 +17,30 @@ use numpy::{
     PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 create_exception!(bitlogic, BitlogicError, PyValueError, "Base class of the errors bitlogic raises.");
 create_exception!(bitlogic, FormatError, BitlogicError, "A network file is malformed or of an unsupported version.");
 create_exception!(bitlogic, InputError, BitlogicError, "An array does not fit what the network expects.");
+create_exception!(
+    bitlogic,
+    CudaError,
+    PyRuntimeError,
+    "A GPU operation failed: no CUDA GPU or driver, no libnvrtc, or a kernel that did not load or launch."
+);
+create_exception!(bitlogic, KernelCompileError, CudaError, "NVRTC rejected a kernel source; the message holds its log.");
+
+/// The kernel sources of `cuda/`, built into the extension so that the wheel carries them without data files (the
+/// GPU loader compiles them with NVRTC at first use): (file name, text).
+const CUDA_SOURCES: &[(&str, &str)] = &[
+    ("bitlogic.cuh", include_str!("../../../cuda/bitlogic.cuh")),
+    ("logic_layer.cu", include_str!("../../../cuda/logic_layer.cu")),
+    ("lut_layer.cu", include_str!("../../../cuda/lut_layer.cu")),
+    ("binary_linear.cu", include_str!("../../../cuda/binary_linear.cu")),
+    ("packed_inference.cu", include_str!("../../../cuda/packed_inference.cu")),
+];
 
 fn to_py(error: Error) -> PyErr {
     let message = error.to_string();
@@ -656,6 +673,12 @@ fn default_isa() -> PyResult<&'static str> {
     Isa::default_for_machine().map(Isa::name).map_err(to_py)
 }
 
+/// The CUDA kernel sources shipped with the extension, by file name.
+#[pyfunction]
+fn cuda_sources() -> BTreeMap<&'static str, &'static str> {
+    CUDA_SOURCES.iter().copied().collect()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -664,6 +687,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BitlogicError", py.get_type::<BitlogicError>())?;
     m.add("FormatError", py.get_type::<FormatError>())?;
     m.add("InputError", py.get_type::<InputError>())?;
+    m.add("CudaError", py.get_type::<CudaError>())?;
+    m.add("KernelCompileError", py.get_type::<KernelCompileError>())?;
+    m.add_function(wrap_pyfunction!(cuda_sources, m)?)?;
     m.add_class::<PyNetwork>()?;
     m.add_function(wrap_pyfunction!(random_network, m)?)?;
     m.add_function(wrap_pyfunction!(supported_isas, m)?)?;

@@ -1,0 +1,33 @@
+// Helpers shared by every kernel source. NVRTC compiles these files without the CUDA toolkit's headers, so they
+// use only built-in types and intrinsics: no <cstdint>, no <cuda_bf16.h> (bfloat16 values travel as their 16 bits).
+// The same text also compiles as host C++ for the CPU emulator of the tests, which supplies the intrinsics.
+#pragma once
+
+namespace bitlogic {
+
+typedef unsigned short bf16;  // the 16 high bits of a float32
+
+__device__ __forceinline__ float load(const float* p, long long i) { return p[i]; }
+__device__ __forceinline__ float load(const bf16* p, long long i) { return __uint_as_float((unsigned int)p[i] << 16); }
+
+__device__ __forceinline__ void store(float* p, long long i, float v) { p[i] = v; }
+// Round to nearest, ties to even, as torch converts float32 to bfloat16; NaN becomes torch's quiet NaN.
+__device__ __forceinline__ void store(bf16* p, long long i, float v) {
+    unsigned int u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        p[i] = (bf16)0x7fc0u;
+        return;
+    }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    p[i] = (bf16)(u >> 16);
+}
+
+// Sum over the 32 lanes of a warp; every lane of the block must call it (the emulator synchronizes the block).
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+__device__ __forceinline__ unsigned int lane() { return threadIdx.x & 31u; }
+
+}  // namespace bitlogic

@@ -1,0 +1,2 @@
+// placeholder: kernels of this module are being written.
+#include "bitlogic.cuh"
