@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export BITLOGIC_DATA ?= $(abspath ../shared/data)
 
-.PHONY: run setup build test test-rust test-python lint bench bench-presets
+.PHONY: run setup build test test-rust test-python lint bench bench-presets gpu-check
 
 run: build
 	mkdir -p build
@@ -51,3 +51,9 @@ bench: build
 # Trains every preset on MNIST (about 40 minutes on 2 cores); prints the README's preset table.
 bench-presets: build
 	$(PY) benches/presets.py
+
+# On a machine with a CUDA GPU: the kernel tests on the device (they skip elsewhere) and the GPU training-step bench.
+gpu-check: build
+	$(PY) -m pytest -q tests/test_cuda_compile.py tests/test_cuda_logic.py tests/test_cuda_lut.py tests/test_cuda_binary.py tests/test_cuda_inference.py
+	$(PY) benches/train_step.py --device cuda
+	$(PY) benches/train_step.py --device cuda --dtype bfloat16

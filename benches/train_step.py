@@ -1,4 +1,4 @@
-"""Time of one training step of a difflogic network: 6 layers x 8000 gates on 784 inputs, batch 100, 10 classes.
+"""Time of one training step of a difflogic network: 6 layers x 8000 gates on 784 inputs, 10 classes.
 
 One step is a forward pass, the cross-entropy of a GroupSum head (each class sums its 800 outputs, divided by
 tau = 30), the backward pass and an Adam step (lr 0.01). Three implementations of the gate layer, side by side:
@@ -7,11 +7,13 @@ tau = 30), the backward pass and an Adam step (lr 0.01). Three implementations o
    them with the probabilities softmax(w) of its 16 logits per gate;
 2. torch 4-coef: the same mixture reduced to four coefficients per gate, ``coef = softmax(w) @ M``, evaluated as
    ``c0 + c1*a + c2*b + c3*a*b`` with tensor operations (``bitlogic.nn._gates.gates_torch``);
-3. fused 4-coef: the same, with the fused Rust kernels (``bitlogic.nn._gates.gates``).
+3. fused 4-coef: the same, with bitlogic's kernels (``bitlogic.nn._gates.gates``): the fused Rust kernels on the
+   CPU, the CUDA kernels of ``cuda/logic_layer.cu`` with ``--device cuda`` (float32, or bfloat16 activations with
+   ``--dtype bfloat16``).
 
-Figures depend on the machine: report them with it.
+Figures depend on the machine: report them with it. The default batch is 100 on the CPU and 512 on a GPU.
 
-    python benches/train_step.py [--steps 20]
+    python benches/train_step.py [--steps 20] [--device cuda] [--batch 512] [--dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import Tensor
 from bitlogic.nn._gates import gates, gates_torch
 from _machine import cpu_name  # benches/ is the script directory, first on sys.path
 
-IN_DIM, WIDTH, DEPTH, BATCH, CLASSES, TAU, LR = 784, 8000, 6, 100, 10, 30.0, 0.01
+IN_DIM, WIDTH, DEPTH, CLASSES, TAU, LR = 784, 8000, 6, 10, 30.0, 0.01
 
 # (c0, c1, c2, c3) of the 16 relaxed gates, in the order of the difflogic paper's Table 1.
 M = torch.tensor(
@@ -86,12 +88,12 @@ def sixteen_gates(x: Tensor, ia: Tensor, ib: Tensor, w: Tensor) -> Tensor:
 
 def four_coef(kernel: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]) -> Layer:
     def layer(x: Tensor, ia: Tensor, ib: Tensor, w: Tensor) -> Tensor:
-        return kernel(x, ia, ib, torch.softmax(w, dim=1) @ M)
+        return kernel(x, ia, ib, (torch.softmax(w, dim=1) @ M.to(w.device)).to(x.dtype))
 
     return layer
 
 
-def init_state(seed: int = 0) -> tuple[list[tuple[Tensor, Tensor]], list[Tensor], Tensor, Tensor]:
+def init_state(batch: int, seed: int = 0) -> tuple[list[tuple[Tensor, Tensor]], list[Tensor], Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed)
     wires, weights = [], []
     in_dim = IN_DIM
@@ -101,16 +103,18 @@ def init_state(seed: int = 0) -> tuple[list[tuple[Tensor, Tensor]], list[Tensor]
         wires.append((uses[:WIDTH].clone(), uses[WIDTH:].clone()))
         weights.append(torch.randn(WIDTH, 16, generator=g))
         in_dim = WIDTH
-    x = torch.rand(BATCH, IN_DIM, generator=g)
-    y = torch.randint(0, CLASSES, (BATCH,), generator=g)
+    x = torch.rand(batch, IN_DIM, generator=g)
+    y = torch.randint(0, CLASSES, (batch,), generator=g)
     return wires, weights, x, y
 
 
 class Trainer:
-    def __init__(self, layer: Layer, seed: int = 0) -> None:
-        self.layer = layer
-        self.wires, weights, self.x, self.y = init_state(seed)
-        self.weights = [w.requires_grad_() for w in weights]
+    def __init__(self, layer: Layer, batch: int, device: torch.device, dtype: torch.dtype, seed: int = 0) -> None:
+        self.layer, self.device = layer, device
+        wires, weights, x, y = init_state(batch, seed)
+        self.wires = [(a.to(device), b.to(device)) for a, b in wires]
+        self.x, self.y = x.to(device, dtype), y.to(device)
+        self.weights = [w.to(device).requires_grad_() for w in weights]
         self.opt = torch.optim.Adam(self.weights, lr=LR)
 
     def loss(self) -> Tensor:
@@ -119,7 +123,7 @@ class Trainer:
             h = self.layer(h, ia, ib, w)
         # GroupSum over the feature-major view h.t(): the same sums in any layout, and the gradient reaches the last
         # layer as a transposed view of a feature-major tensor, which the fused backward reads without a transpose.
-        logits = h.t().unflatten(0, (CLASSES, -1)).sum(1).t() / TAU
+        logits = h.t().unflatten(0, (CLASSES, -1)).sum(1).t().float() / TAU
         return F.cross_entropy(logits, self.y)
 
     def step(self) -> float:
@@ -127,6 +131,8 @@ class Trainer:
         loss = self.loss()
         loss.backward()
         self.opt.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         return float(loss.detach())
 
 
@@ -147,24 +153,42 @@ def seconds_per_step(trainer: Trainer, steps: int, warmup: int = 2) -> tuple[flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="timed steps of the 4-coefficient variants")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: 100 on the CPU, 512 on a GPU)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="activations")
     args = parser.parse_args()
-
-    print(f"CPU: {cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"network: {DEPTH} x {WIDTH} gates on {IN_DIM} inputs, batch {BATCH}, {CLASSES} classes, Adam lr {LR}")
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    batch = args.batch or (512 if device.type == "cuda" else 100)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: torch sees no CUDA GPU on this machine")
+        print(f"GPU: {torch.cuda.get_device_name(device)}; torch {torch.__version__}, CUDA {torch.version.cuda}")
+        fused_name = "CUDA kernels 4-coef"
+    else:
+        print(f"CPU: {cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+        fused_name = "fused 4-coef (Rust)"
+        if dtype != torch.float32:
+            raise SystemExit("--dtype bfloat16: the CPU kernels are float32; use --device cuda")
+    print(f"network: {DEPTH} x {WIDTH} gates on {IN_DIM} inputs, batch {batch}, {CLASSES} classes, Adam lr {LR}, "
+          f"{args.dtype} activations")
 
     # The torch and fused 4-coefficient paths agree: same loss before and after one step from the same state.
-    torch_run, fused_run = Trainer(four_coef(gates_torch)), Trainer(four_coef(gates))
+    torch_run = Trainer(four_coef(gates_torch), batch, device, dtype)
+    fused_run = Trainer(four_coef(gates), batch, device, dtype)
     first = (torch_run.step(), fused_run.step())
     with torch.no_grad():
         second = (float(torch_run.loss()), float(fused_run.loss()))
+    tolerance = 1e-4 if dtype == torch.float32 else 2e-2
     for name, (a, b) in (("initial", first), ("after one step", second)):
-        assert abs(a - b) <= 1e-4, f"{name} loss: torch 4-coef {a:.7f} vs fused {b:.7f}"
-    print(f"loss check: torch {first[0]:.6f} / fused {first[1]:.6f}; after one step {second[0]:.6f} / {second[1]:.6f}")
+        assert abs(a - b) <= tolerance, f"{name} loss: torch 4-coef {a:.7f} vs {fused_name} {b:.7f}"
+    print(f"loss check: torch {first[0]:.6f} / {fused_name} {first[1]:.6f}; after one step {second[0]:.6f} / "
+          f"{second[1]:.6f}")
 
     variants = [
-        ("difflogic-style (16 gates)", Trainer(sixteen_gates), max(3, args.steps // 5)),
+        ("difflogic-style (16 gates)", Trainer(sixteen_gates, batch, device, dtype), max(3, args.steps // 5)),
         ("torch 4-coef", torch_run, args.steps),
-        ("fused 4-coef (Rust)", fused_run, args.steps),
+        (fused_name, fused_run, args.steps),
     ]
     baseline = None
     print(f"{'variant':<28} {'steps':>5} {'median ms':>10} {'min ms':>8} {'speedup':>8}")

@@ -1,14 +1,17 @@
 // A CPU emulator of the CUDA features the kernels of cuda/ use, for the tests: the kernel sources compile as host
-// C++ against this header, and a launch runs every block of the grid with one OS thread per thread of the block.
-// __syncthreads is a barrier over the block; the warp exchanges go through a block-wide buffer with two barriers, so
-// every thread of a block must reach them the same number of times and blocks hold a multiple of 32 threads (what
-// the kernels promise anyway). Blocks run one after another; __shared__ variables are statics, which is exactly
-// "one per block" then.
+// C++ against this header, and a launch runs every block of the grid with one fiber (a ucontext coroutine) per thread
+// of the block, all on the calling OS thread. A fiber runs until it reaches __syncthreads (or a warp exchange, which
+// is built from two barriers over a block-wide buffer) and then yields; a round ends when every fiber of the block
+// has yielded or finished. If some threads of a block finish while others wait at a barrier, the block has diverged
+// (undefined behaviour on a GPU): the launch stops and reports it instead of hanging. Kernels therefore keep every
+// thread of a block reaching barriers and warp exchanges the same number of times, with blocks of a multiple of 32
+// threads. Blocks run one after another, so __shared__ variables as statics are exactly "one per block".
 #pragma once
-#include <atomic>
-#include <barrier>
+#include <ucontext.h>
+
+#include <cstdio>
 #include <cstring>
-#include <thread>
+#include <memory>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -25,13 +28,24 @@ struct dim3 {
 using uint3 = dim3;
 
 namespace emulator {
-inline dim3 grid_dim, block_dim;
-inline thread_local dim3 thread_index, block_index;
-inline std::barrier<>* block_barrier = nullptr;
+inline dim3 grid_dim, block_dim, thread_index, block_index;
+inline unsigned int linear = 0;  // the running fiber's thread index within the block
 inline std::vector<unsigned long long> exchange;
-inline thread_local unsigned int linear = 0;
 
-inline void sync() { block_barrier->arrive_and_wait(); }
+struct Fiber {
+    ucontext_t context;
+    bool done = false;
+};
+inline std::vector<Fiber> fibers;
+inline ucontext_t scheduler;
+inline void (*body)() = nullptr;  // the kernel call of the current launch
+
+inline void sync() { swapcontext(&fibers[linear].context, &scheduler); }
+
+inline void fiber_main() {
+    body();
+    fibers[linear].done = true;  // returning resumes the scheduler through uc_link
+}
 
 template <typename T>
 T swap_with(T value, unsigned int partner) {
@@ -52,31 +66,53 @@ void call(void (*kernel)(A...), void** args, std::index_sequence<I...>) {
     kernel(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(args[I])...);
 }
 
-// dims: grid x, y, z, block x, y, z; args: one pointer per kernel parameter, as cuLaunchKernel takes them.
+// Runs the grid; 0 on success, 1 if a block diverged at a barrier. dims: grid x, y, z, block x, y, z; args: one
+// pointer per kernel parameter, as cuLaunchKernel takes them.
 template <typename... A>
-void launch(void (*kernel)(A...), const unsigned int* dims, void** args) {
+int launch(void (*kernel)(A...), const unsigned int* dims, void** args) {
+    static void (*current)(A...);
+    static void** current_args;
+    current = kernel;
+    current_args = args;
+    body = [] { call(current, current_args, std::index_sequence_for<A...>{}); };
     grid_dim = {dims[0], dims[1], dims[2]};
     block_dim = {dims[3], dims[4], dims[5]};
     const unsigned int threads = dims[3] * dims[4] * dims[5];
-    std::barrier<> barrier(threads);
-    block_barrier = &barrier;
+    constexpr std::size_t stack_size = 64 * 1024;
+    std::unique_ptr<char[]> stacks(new char[stack_size * threads]);
     exchange.assign(threads, 0);
-    std::vector<std::thread> team;
-    team.reserve(threads);
-    for (unsigned int t = 0; t < threads; ++t) {
-        team.emplace_back([=, &barrier] {
-            linear = t;
-            thread_index = {t % dims[3], (t / dims[3]) % dims[4], t / (dims[3] * dims[4])};
-            for (unsigned int z = 0; z < dims[2]; ++z)
-                for (unsigned int y = 0; y < dims[1]; ++y)
-                    for (unsigned int x = 0; x < dims[0]; ++x) {
-                        block_index = {x, y, z};
-                        call(kernel, args, std::index_sequence_for<A...>{});
-                        barrier.arrive_and_wait();  // the next block starts when every thread is done
+    fibers.assign(threads, Fiber{});
+    for (unsigned int z = 0; z < dims[2]; ++z)
+        for (unsigned int y = 0; y < dims[1]; ++y)
+            for (unsigned int x = 0; x < dims[0]; ++x) {
+                block_index = {x, y, z};
+                for (unsigned int t = 0; t < threads; ++t) {
+                    Fiber& f = fibers[t];
+                    f.done = false;
+                    getcontext(&f.context);
+                    f.context.uc_stack.ss_sp = stacks.get() + stack_size * t;
+                    f.context.uc_stack.ss_size = stack_size;
+                    f.context.uc_link = &scheduler;
+                    makecontext(&f.context, fiber_main, 0);
+                }
+                for (unsigned int live = threads; live > 0;) {
+                    unsigned int finished = 0;
+                    for (unsigned int t = 0; t < threads; ++t) {
+                        if (fibers[t].done) continue;
+                        linear = t;
+                        thread_index = {t % dims[3], (t / dims[3]) % dims[4], t / (dims[3] * dims[4])};
+                        swapcontext(&scheduler, &fibers[t].context);
+                        finished += fibers[t].done;
                     }
-        });
-    }
-    for (auto& thread : team) thread.join();
+                    if (finished && finished != live) {
+                        std::fprintf(stderr, "emulator: block (%u, %u, %u) diverged: %u threads finished while %u wait "
+                                     "at a barrier\n", x, y, z, finished, live - finished);
+                        return 1;
+                    }
+                    live -= finished;
+                }
+            }
+    return 0;
 }
 }  // namespace emulator
 
@@ -114,9 +150,16 @@ inline unsigned int __float_as_uint(float f) {
 }
 inline int __popc(unsigned int v) { return __builtin_popcount(v); }
 inline int __popcll(unsigned long long v) { return __builtin_popcountll(v); }
-inline float atomicAdd(float* address, float value) { return std::atomic_ref<float>(*address).fetch_add(value); }
+// One OS thread runs every fiber, and fibers switch only at barriers: plain read-modify-writes are atomic here.
+inline float atomicAdd(float* address, float value) {
+    float old = *address;
+    *address = old + value;
+    return old;
+}
 inline unsigned int atomicOr(unsigned int* address, unsigned int value) {
-    return std::atomic_ref<unsigned int>(*address).fetch_or(value);
+    unsigned int old = *address;
+    *address = old | value;
+    return old;
 }
 template <typename T>
 inline T __ldg(const T* p) {

@@ -4,7 +4,8 @@ Each source is compiled as host C++ with g++ against ``cuda_emulator.h`` into a 
 ``emulate_<kernel>(dims, args)`` per kernel; :class:`Emulator` is a :class:`bitlogic.gpu._kernels.Backend` whose
 ``launch`` calls it with the same packed arguments ``cuLaunchKernel`` receives. The ops of :mod:`bitlogic.gpu` then
 run unchanged on CPU tensors, so the tests check the kernels' arithmetic and indexing and the ops' launch
-arguments; what only a GPU shows (timing, coalescing, streams) is left to the GPU tests.
+arguments; what only a GPU shows (timing, coalescing, streams, races between blocks) is left to the GPU tests. The
+threads of a block run as fibers on one OS thread, switching at barriers (see the header).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def available() -> bool:
 class Emulator:
     """A backend that runs kernels on the CPU; ``build_dir`` holds the compiled libraries."""
 
-    def __init__(self, build_dir: Path) -> None:
-        self.build_dir = build_dir
+    def __init__(self, build_dir: Path, sources: Path = SOURCES) -> None:
+        self.build_dir, self.sources = build_dir, sources
         self._libraries: dict[str, ctypes.CDLL] = {}
         self.launches: list[tuple[str, tuple[int, int, int], tuple[int, int, int]]] = []
 
@@ -39,14 +40,14 @@ class Emulator:
         found = self._libraries.get(module)
         if found is not None:
             return found
-        source = SOURCES / module
-        flags = ["-std=c++20", "-O1", "-pthread", "-fPIC", "-include", str(HEADER), "-I", str(SOURCES)]
+        source = self.sources / module
+        flags = ["-std=c++20", "-O1", "-fPIC", "-include", str(HEADER), "-I", str(SOURCES), "-I", str(self.sources)]
         preprocessed = subprocess.run(
             ["g++", *flags, "-x", "c++", "-E", str(source)], check=True, capture_output=True, text=True
         ).stdout
         kernels = sorted(set(_KERNEL.findall(preprocessed)))
         wrappers = "".join(
-            f'extern "C" void emulate_{k}(const unsigned int* d, void** a) {{ emulator::launch(&{k}, d, a); }}\n'
+            f'extern "C" int emulate_{k}(const unsigned int* d, void** a) {{ return emulator::launch(&{k}, d, a); }}\n'
             for k in kernels
         )
         text = f'#include "{source}"\n{wrappers}'
@@ -74,4 +75,6 @@ class Emulator:
         dims = (ctypes.c_uint * 6)(*grid, *block)
         params = (ctypes.c_void_p * len(args))(*[ctypes.cast(ctypes.pointer(a), ctypes.c_void_p) for a in args])
         self.launches.append((kernel, grid, block))
-        function(dims, params)
+        if function(dims, params) != 0:
+            raise RuntimeError(f"emulated {kernel} (grid {grid}, block {block}): the threads of a block diverged at "
+                               "a barrier; see stderr")

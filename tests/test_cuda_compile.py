@@ -114,3 +114,19 @@ def test_missing_pieces_raise_clear_errors(monkeypatch: pytest.MonkeyPatch, tmp_
     with pytest.raises(CudaError, match="GPU kernels need CUDA tensors, got tensors on cpu"):
         _kernels.backend_for(torch.device("cpu"))
     assert not use_kernels(torch.device("cpu"))
+
+
+def test_without_a_driver_the_error_says_so() -> None:
+    import ctypes
+
+    from bitlogic.gpu import _driver
+
+    try:
+        ctypes.CDLL(_driver._LIBRARY)
+    except OSError:
+        pass
+    else:
+        pytest.skip("a CUDA driver is installed here; this checks the message where there is none")
+    _driver.driver.cache_clear()
+    with pytest.raises(CudaError, match=r"the CUDA driver \(libcuda\.so\.1\) could not be loaded.*NVIDIA driver"):
+        _driver.driver()

@@ -175,3 +175,11 @@ def test_on_the_gpu_a_logic_layer_step_matches_the_torch_path(monkeypatch: pytes
     layer(x).square().sum().backward()
     torch.testing.assert_close(kernel_grads[0], x.grad, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(kernel_grads[1], layer.weight.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_gradcheck_in_float64(emulator: Emulator) -> None:
+    x, ia, ib, coef = _problem(9, 5, 7, seed=13)
+    ia[0] = ib[0]  # one gate reads a wire twice
+    x = x.double().requires_grad_()
+    coef = coef.double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, c: logic.logic_gates(x, ia, ib, c, emulator), (x, coef))  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 
 The same contract as the CPU kernels of :mod:`bitlogic.nn._gates`: feature-major activations in and out (the result
 is a ``[batch, N]`` view of a ``[N, batch]`` tensor, so stacked layers hand activations on without a transpose),
-float32 coefficients, float32 or bfloat16 activations with float32 accumulation.
+float32 or bfloat16 activations with float32 coefficients and sums, or float64 throughout (for gradcheck).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from bitlogic.gpu._kernels import Backend, backend_for, blocks, i32, i64, pointe
 MODULE = "logic_layer.cu"
 THREADS = 256
 MAX_GRID_Y = 65535
-DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
+DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float64: "f64"}
 
 
 def reverse_index(ia: Tensor, ib: Tensor, inputs: int) -> tuple[Tensor, Tensor]:
@@ -45,7 +45,8 @@ class _LogicGates(torch.autograd.Function):
         xt = x.detach().t().contiguous()  # no copy for the output of a previous layer (already feature-major)
         ia32 = ia.to(torch.int32).contiguous()
         ib32 = ib.to(torch.int32).contiguous()
-        c = coef.detach().to(torch.float32).contiguous()
+        compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+        c = coef.detach().to(compute).contiguous()
         out = torch.empty(gates, batch, dtype=x.dtype, device=x.device)
         if out.numel():
             backend.launch(
@@ -78,7 +79,7 @@ class _LogicGates(torch.autograd.Function):
                 )
             grad_x = gx.t()
         if need_coef:
-            gc = torch.zeros(gates, 4, dtype=torch.float32, device=xt.device)
+            gc = torch.zeros(gates, 4, dtype=c.dtype, device=xt.device)
             if batch:
                 backend.launch(
                     MODULE, f"logic_backward_coef_{ctx.suffix}", (min(blocks(gates, THREADS // 32), MAX_GRID_Y), 1, 1),
@@ -90,7 +91,8 @@ class _LogicGates(torch.autograd.Function):
 
 
 def supports(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor) -> bool:
-    """Whether :func:`logic_gates` takes these tensors: 2-D float32/bfloat16 ``x`` on a GPU, the rest beside it."""
+    """Whether :func:`logic_gates` takes these tensors: 2-D float32/bfloat16/float64 ``x`` on a GPU, the rest beside
+    it."""
     return (
         x.device.type == "cuda"
         and x.dim() == 2

@@ -30,7 +30,12 @@ create_exception!(
     PyRuntimeError,
     "A GPU operation failed: no CUDA GPU or driver, no libnvrtc, or a kernel that did not load or launch."
 );
-create_exception!(bitlogic, KernelCompileError, CudaError, "NVRTC rejected a kernel source; the message holds its log.");
+create_exception!(
+    bitlogic,
+    KernelCompileError,
+    CudaError,
+    "NVRTC rejected a kernel source; the message holds its log."
+);
 
 /// The kernel sources of `cuda/`, built into the extension so that the wheel carries them without data files (the
 /// GPU loader compiles them with NVRTC at first use): (file name, text).
