@@ -4,6 +4,11 @@ CUDA driver on torch's current stream. Nothing is compiled at install time and n
 ``bitlogic.nn`` layers use the kernels by themselves for CUDA tensors. ``BITLOGIC_CUDA_KERNELS=0`` turns them off
 (the pure-torch path then runs on the GPU too); where they cannot start (no libnvrtc, a GPU older than NVRTC
 supports) the layers warn once and use the pure-torch path.
+
+Inference of a compiled network on the GPU, bit-exact with the CPU engine::
+
+    from bitlogic.gpu import GpuNetwork
+    labels = GpuNetwork(bitlogic.load("mnist.bitlogic")).predict(x)   # x: a CUDA tensor
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from bitlogic._native import CudaError, KernelCompileError
 
 if TYPE_CHECKING:
     import torch
+
+    from bitlogic.gpu.inference import GpuNetwork
 
 _unusable: dict[str, str] = {}
 
@@ -48,4 +55,13 @@ def use_kernels(device: torch.device) -> bool:
     return True
 
 
-__all__ = ["CudaError", "KernelCompileError", "kernels_enabled", "use_kernels"]
+def __getattr__(name: str) -> object:
+    # GpuNetwork needs torch; importing it lazily keeps `import bitlogic.gpu` free of torch.
+    if name == "GpuNetwork":
+        from bitlogic.gpu.inference import GpuNetwork
+
+        return GpuNetwork
+    raise AttributeError(f"module 'bitlogic.gpu' has no attribute {name!r}")
+
+
+__all__ = ["CudaError", "GpuNetwork", "KernelCompileError", "kernels_enabled", "use_kernels"]

@@ -10,6 +10,9 @@ A binary layer is ``BinaryLinear`` followed by ``torch.nn.BatchNorm1d`` (optiona
 The exported layer is the XNOR-popcount ``matches >= threshold``: ``bitlogic.compile`` finds each output's integer
 threshold by running the batch norm and sign of ``eval()`` on every possible match count, so the two agree exactly.
 Gradients pass ``sign`` through a straight-through estimator chosen by ``quantizer``.
+
+On a GPU, ``BinaryLinear`` runs the bit-packed XNOR-popcount kernels of :mod:`bitlogic.gpu.binary` for float32 and
+bfloat16 (see :mod:`bitlogic.gpu` for when they are used): the same outputs and gradients as the torch operations.
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ class BinaryLinear(nn.Module):
         if self.training:
             with torch.no_grad():
                 self.weight.clamp_(-1.0, 1.0)
+        if x.device.type == "cuda":
+            from bitlogic.gpu import binary, use_kernels
+
+            if binary.supports(x, self.weight) and use_kernels(x.device):
+                return binary.binary_linear(x, self.weight, self.quantizer)
         inputs = quantized_sign(2 * x - 1, self.quantizer)
         weights = quantized_sign(self.weight, self.quantizer).to(inputs.dtype)
         return inputs @ weights.t()

@@ -11,6 +11,9 @@ of ``ste=False``. Gradients:
 
 The input gradient depends only on the table and the address, so the layer computes it once per step for every
 (table, address) pair with one small matrix product and then gathers it per sample.
+
+On a GPU the lookup and its backward run as the kernels of :mod:`bitlogic.gpu.lut` (float32 and bfloat16
+activations; see :mod:`bitlogic.gpu` for when they are used), with the same outputs and gradients.
 """
 
 from __future__ import annotations
@@ -81,9 +84,31 @@ class _Lookup(torch.autograd.Function):
         return grad_selected, grad_tables, None, None
 
 
+def _kernels_apply(selected: Tensor, tables: Tensor, weights: Tensor) -> bool:
+    """Whether the lookup runs as the GPU kernels of :mod:`bitlogic.gpu.lut`."""
+    if selected.device.type != "cuda":
+        return False
+    from bitlogic.gpu import lut, use_kernels
+
+    return lut.supports(selected, tables, weights) and use_kernels(selected.device)
+
+
+def _lookup(selected: Tensor, tables: Tensor, weights: Tensor, ste: bool) -> Tensor:
+    """``[B, L]`` table outputs for the ``[B, L*n]`` selected inputs: :class:`_Lookup`, or its GPU kernels."""
+    if _kernels_apply(selected, tables, weights):
+        from bitlogic.gpu import lut
+
+        return lut.lut_lookup(selected, tables, weights, ste)
+    out: Tensor = _Lookup.apply(selected, tables, weights, ste)
+    return out
+
+
 class _LearnableSelect(torch.autograd.Function):
     """Input ``r`` of the tables reads ``x[:, argmax(W[r])]``; the backward treats the selection as the product
-    with ``softmax(W[r] / tau)`` for the inputs and as the linear map ``x @ W[r]`` for the weights."""
+    with ``softmax(W[r] / tau)`` for the inputs and as the linear map ``x @ W[r]`` for the weights.
+
+    It stays in torch on a GPU too: the forward is one gather and the backward two dense matrix products, which
+    cuBLAS does better than a hand-written kernel would."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor, tau: float) -> Tensor:
@@ -179,8 +204,7 @@ class LUTLayer(nn.Module):
             selected = _LearnableSelect.apply(x, self.mapping_weight, self.lm_tau)
         else:
             selected = x[:, self.wires().reshape(-1)]
-        out: Tensor = _Lookup.apply(selected, self.tables, self.efd, self.ste or not self.training)
-        return out
+        return _lookup(selected, self.tables, self.efd, self.ste or not self.training)
 
     def extra_repr(self) -> str:
         return f"in_dim={self.in_dim}, out_dim={self.out_dim}, n={self.n}, mapping={self.mapping!r}"
