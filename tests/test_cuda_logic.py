@@ -183,3 +183,25 @@ def test_gradcheck_in_float64(emulator: Emulator) -> None:
     x = x.double().requires_grad_()
     coef = coef.double().requires_grad_()
     assert torch.autograd.gradcheck(lambda x, c: logic.logic_gates(x, ia, ib, c, emulator), (x, coef))  # type: ignore[arg-type]
+
+
+def test_a_layer_s_wiring_is_converted_once_and_again_after_an_in_place_change() -> None:
+    buffer = torch.tensor([[0, 1, 2], [2, 2, 0]])
+    first = logic.wiring(buffer[0], buffer[1], 3)
+    assert logic.wiring(buffer[0], buffer[1], 3) is first  # fresh views of the same buffer: the cached entry
+    offsets, readers = first.reverse()
+    assert first.reverse()[0] is offsets
+    buffer[1, 0] = 1  # an in-place write bumps the version: converted again
+    second = logic.wiring(buffer[0], buffer[1], 3)
+    assert second is not first and second.ib.tolist() == [1, 2, 0]
+    assert logic.wiring(buffer[0], buffer[1], 4) is not second  # another input width is another entry
+    loose = logic.wiring(torch.tensor([0, 1]), torch.tensor([1, 0]), 2)
+    assert logic.wiring(torch.tensor([0, 1]), torch.tensor([1, 0]), 2) is not loose  # no buffer: nothing cached
+
+
+def test_wires_outside_the_inputs_are_refused_before_any_launch(emulator: Emulator) -> None:
+    x = torch.rand(4, 3)
+    with pytest.raises(ValueError, match="wire 3 is outside the 3 inputs"):
+        logic.logic_gates(x, torch.tensor([0, 3]), torch.tensor([1, 1]), torch.zeros(2, 4), emulator)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="wire -1 is outside the 3 inputs"):
+        logic.logic_gates(x, torch.tensor([0, 1]), torch.tensor([-1, 1]), torch.zeros(2, 4), emulator)  # type: ignore[arg-type]

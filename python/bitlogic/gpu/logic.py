@@ -7,10 +7,12 @@ float32 or bfloat16 activations with float32 coefficients and sums, or float64 t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
 
 from bitlogic.gpu._kernels import Backend, backend_for, blocks, i32, i64, pointer
 
@@ -28,12 +30,60 @@ def reverse_index(ia: Tensor, ib: Tensor, inputs: int) -> tuple[Tensor, Tensor]:
     """
     gates = ia.numel()
     wires = torch.cat([ia.reshape(-1), ib.reshape(-1)]).to(torch.int64)
-    order = torch.argsort(wires, stable=True)
+    ordered, order = torch.sort(wires, stable=True)
     readers = (2 * (order % gates) + order // gates).to(torch.int32)
-    counts = torch.bincount(wires, minlength=inputs)
-    offsets = torch.zeros(inputs + 1, dtype=torch.int64, device=ia.device)
-    offsets[1:] = torch.cumsum(counts, 0)
+    # searchsorted rather than bincount: bincount on a GPU reads the maximum back to the host, a sync per call.
+    bounds = torch.arange(inputs + 1, dtype=torch.int64, device=ia.device)
+    offsets = torch.searchsorted(ordered, bounds)
     return offsets.to(torch.int32), readers
+
+
+@dataclass
+class Wiring:
+    """The int32 wires of a layer and, once a backward pass needed it, their reverse index."""
+
+    ia: Tensor
+    ib: Tensor
+    inputs: int
+    offsets: Tensor | None = None
+    readers: Tensor | None = None
+
+    def reverse(self) -> tuple[Tensor, Tensor]:
+        if self.offsets is None or self.readers is None:
+            self.offsets, self.readers = reverse_index(self.ia, self.ib, self.inputs)
+        return self.offsets, self.readers
+
+
+# A LogicLayer passes its wires as the views inputs[0] and inputs[1] of one buffer, whose contents change only through
+# in-place writes, which bump the buffer's version counter. The converted wires and the reverse index are kept per
+# buffer (weakly: a buffer that is gone takes its entry with it, so a new tensor at the same address never matches)
+# and reused while the version and the views' geometry are unchanged, which saves a range check (a host sync), two
+# conversions and a sort per layer and step.
+_wirings: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def wiring(ia: Tensor, ib: Tensor, inputs: int) -> Wiring:
+    """The :class:`Wiring` of ``ia``, ``ib`` (cached when both are views of one buffer); raises ``ValueError`` for a
+    wire outside ``0 .. inputs - 1``, which the kernels would otherwise read out of bounds."""
+    base = ia._base
+    key = None
+    if base is not None and base is ib._base:
+        key = (base._version, inputs, ia.storage_offset(), ib.storage_offset(), ia.stride(), ib.stride(),
+               tuple(ia.shape), tuple(ib.shape))
+        found = _wirings[base] if base in _wirings else None
+        if found is not None and found[0] == key:
+            cached: Wiring = found[1]
+            return cached
+    if ia.shape != ib.shape or ia.dim() != 1:
+        raise ValueError(f"logic_gates: wires must be two [N] tensors, got {list(ia.shape)} and {list(ib.shape)}")
+    if ia.numel():
+        low, high = int(torch.minimum(ia.min(), ib.min())), int(torch.maximum(ia.max(), ib.max()))
+        if low < 0 or high >= inputs:
+            raise ValueError(f"logic_gates: wire {low if low < 0 else high} is outside the {inputs} inputs")
+    result = Wiring(ia.to(torch.int32).contiguous(), ib.to(torch.int32).contiguous(), inputs)
+    if key is not None:
+        _wirings[base] = (key, result)
+    return result
 
 
 class _LogicGates(torch.autograd.Function):
@@ -43,8 +93,8 @@ class _LogicGates(torch.autograd.Function):
         batch, inputs = x.shape
         gates = ia.numel()
         xt = x.detach().t().contiguous()  # no copy for the output of a previous layer (already feature-major)
-        ia32 = ia.to(torch.int32).contiguous()
-        ib32 = ib.to(torch.int32).contiguous()
+        wires = wiring(ia, ib, inputs)
+        ia32, ib32 = wires.ia, wires.ib
         compute = torch.float64 if x.dtype == torch.float64 else torch.float32
         c = coef.detach().to(compute).contiguous()
         out = torch.empty(gates, batch, dtype=x.dtype, device=x.device)
@@ -54,13 +104,15 @@ class _LogicGates(torch.autograd.Function):
                 (THREADS, 1, 1), [pointer(xt), pointer(ia32), pointer(ib32), pointer(c), pointer(out), i32(gates),
                                   i64(batch)],
             )
-        ctx.save_for_backward(xt, ia32, ib32, c)
-        ctx.backend, ctx.suffix, ctx.coef_dtype = backend, suffix, coef.dtype
+        ctx.save_for_backward(xt, c)
+        ctx.wires, ctx.backend, ctx.suffix, ctx.coef_dtype = wires, backend, suffix, coef.dtype
         return out.t()
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, Tensor | None, None]:
-        xt, ia32, ib32, c = ctx.saved_tensors
+        xt, c = ctx.saved_tensors
+        wires: Wiring = ctx.wires
+        ia32, ib32 = wires.ia, wires.ib
         backend: Backend = ctx.backend
         inputs, batch = xt.shape
         gates = ia32.numel()
@@ -70,7 +122,7 @@ class _LogicGates(torch.autograd.Function):
         if need_x:
             gx = torch.empty(inputs, batch, dtype=xt.dtype, device=xt.device)
             if gx.numel():
-                offsets, readers = reverse_index(ia32, ib32, inputs)
+                offsets, readers = wires.reverse()
                 backend.launch(
                     MODULE, f"logic_backward_input_{ctx.suffix}",
                     (blocks(batch, THREADS), min(inputs, MAX_GRID_Y), 1), (THREADS, 1, 1),
@@ -114,4 +166,4 @@ def logic_gates(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor, backend: Backen
     return out
 
 
-__all__ = ["logic_gates", "reverse_index", "supports"]
+__all__ = ["Wiring", "logic_gates", "reverse_index", "supports", "wiring"]
