@@ -36,10 +36,8 @@ class Emulator:
         self._libraries: dict[str, ctypes.CDLL] = {}
         self.launches: list[tuple[str, tuple[int, int, int], tuple[int, int, int]]] = []
 
-    def _library(self, module: str) -> ctypes.CDLL:
-        found = self._libraries.get(module)
-        if found is not None:
-            return found
+    def library_path(self, module: str) -> Path:
+        """The shared library of ``module`` (compiled on first use), exporting ``emulate_<kernel>`` per kernel."""
         source = self.sources / module
         flags = ["-std=c++20", "-O1", "-fPIC", "-include", str(HEADER), "-I", str(SOURCES), "-I", str(self.sources)]
         preprocessed = subprocess.run(
@@ -59,8 +57,13 @@ class Emulator:
         if not library.exists():
             unit.write_text(text)
             subprocess.run(["g++", *flags, "-shared", "-o", str(library), str(unit)], check=True)
-        found = ctypes.CDLL(str(library))
-        self._libraries[module] = found
+        return library
+
+    def _library(self, module: str) -> ctypes.CDLL:
+        found = self._libraries.get(module)
+        if found is None:
+            found = ctypes.CDLL(str(self.library_path(module)))
+            self._libraries[module] = found
         return found
 
     def launch(
