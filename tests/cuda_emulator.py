@@ -76,7 +76,7 @@ class Emulator:
     ) -> None:
         function = getattr(self._library(module), f"emulate_{kernel}")
         dims = (ctypes.c_uint * 6)(*grid, *block)
-        params = (ctypes.c_void_p * len(args))(*[ctypes.cast(ctypes.pointer(a), ctypes.c_void_p) for a in args])
+        params = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
         self.launches.append((kernel, grid, block))
         if function(dims, params) != 0:
             raise RuntimeError(f"emulated {kernel} (grid {grid}, block {block}): the threads of a block diverged at "

@@ -28,6 +28,12 @@ class Driver:
                             "installed?") from error
         self._contexts: dict[int, ctypes.c_void_p] = {}
         self._lock = threading.Lock()
+        # Typed, so that a launch passes plain ints (building ctypes objects per argument costs microseconds).
+        self._launch = self._lib.cuLaunchKernel
+        self._launch.argtypes = [ctypes.c_void_p, *[ctypes.c_uint] * 7, ctypes.c_void_p, ctypes.c_void_p,
+                                 ctypes.c_void_p]
+        self._get_current = self._lib.cuCtxGetCurrent
+        self._get_current.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
         self.check(self._lib.cuInit(0), "cuInit")
 
     def check(self, result: int, what: str) -> None:
@@ -40,6 +46,15 @@ class Driver:
 
     def make_current(self, device: int) -> None:
         """Makes ``device``'s primary context current on this thread (autograd runs backward on its own threads)."""
+        context = self._contexts.get(device)
+        if context is None:
+            context = self._retain(device)
+        current = ctypes.c_void_p()
+        self.check(self._get_current(ctypes.byref(current)), "cuCtxGetCurrent")
+        if current.value != context.value:
+            self.check(self._lib.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+
+    def _retain(self, device: int) -> ctypes.c_void_p:
         with self._lock:
             context = self._contexts.get(device)
             if context is None:
@@ -49,10 +64,7 @@ class Driver:
                 self.check(self._lib.cuDevicePrimaryCtxRetain(ctypes.byref(context), handle),
                            "cuDevicePrimaryCtxRetain")
                 self._contexts[device] = context
-        current = ctypes.c_void_p()
-        self.check(self._lib.cuCtxGetCurrent(ctypes.byref(current)), "cuCtxGetCurrent")
-        if current.value != context.value:
-            self.check(self._lib.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+            return context
 
     def load_module(self, device: int, image: bytes) -> ctypes.c_void_p:
         self.make_current(device)
@@ -77,14 +89,11 @@ class Driver:
         name: str,
     ) -> None:
         self.make_current(device)
-        params = (ctypes.c_void_p * len(args))(*[ctypes.cast(ctypes.pointer(a), ctypes.c_void_p) for a in args])
-        self.check(
-            self._lib.cuLaunchKernel(
-                function, *[ctypes.c_uint(v) for v in grid], *[ctypes.c_uint(v) for v in block],
-                ctypes.c_uint(0), ctypes.c_void_p(stream), params, None,
-            ),
-            f"launching {name}",
-        )
+        params = (ctypes.c_void_p * len(args))(*map(ctypes.addressof, args))
+        result = self._launch(function, grid[0], grid[1], grid[2], block[0], block[1], block[2], 0, stream, params,
+                              None)
+        if result:
+            self.check(result, f"launching {name}")
 
 
 @functools.lru_cache(maxsize=1)
