@@ -93,7 +93,10 @@ class CudaBackend:
         self._lock = threading.Lock()
 
     def _function(self, module: str, kernel: str) -> ctypes.c_void_p:
-        with self._lock:
+        found = self._functions.get((module, kernel))
+        if found is not None:
+            return found
+        with self._lock:  # the first use of a module compiles (or reads from the cache) and loads it, once
             found = self._functions.get((module, kernel))
             if found is None:
                 handle = self._modules.get(module)
