@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export BITLOGIC_DATA ?= $(abspath ../shared/data)
 
-.PHONY: run setup build test test-rust test-python lint bench bench-presets gpu-check
+.PHONY: run setup build test test-rust test-python test-kernels-asan lint bench bench-presets gpu-check
 
 run: build
 	mkdir -p build
@@ -41,7 +41,14 @@ test-python: build
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
-test: lint test-rust test-python
+# The CUDA kernels once more in the CPU emulator, built with AddressSanitizer and its runtime preloaded (so torch's
+# CPU tensors carry red zones): an out-of-bounds access of any kernel fails here rather than on someone's GPU.
+test-kernels-asan: build
+	ASAN_OPTIONS=detect_leaks=0 BITLOGIC_EMULATOR_SANITIZE=1 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+		$(PY) -m pytest -q -p no:cacheprovider tests/test_cuda_logic.py tests/test_cuda_lut.py \
+		tests/test_cuda_binary.py tests/test_cuda_inference.py tests/test_cuda_launch.py tests/test_cuda_emulator.py
+
+test: lint test-rust test-python test-kernels-asan
 
 bench: build
 	$(PY) benches/throughput.py

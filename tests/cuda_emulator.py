@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -40,6 +41,11 @@ class Emulator:
         """The shared library of ``module`` (compiled on first use), exporting ``emulate_<kernel>`` per kernel."""
         source = self.sources / module
         flags = ["-std=c++20", "-O1", "-fPIC", "-include", str(HEADER), "-I", str(SOURCES), "-I", str(self.sources)]
+        if os.environ.get("BITLOGIC_EMULATOR_SANITIZE"):
+            # Out-of-bounds reads and writes of the kernels, reported by AddressSanitizer. The process must start
+            # with the runtime preloaded (LD_PRELOAD=$(gcc -print-file-name=libasan.so)), so that torch's CPU
+            # tensors come from its allocator and carry red zones.
+            flags += ["-fsanitize=address", "-fno-omit-frame-pointer"]
         preprocessed = subprocess.run(
             ["g++", *flags, "-x", "c++", "-E", str(source)], check=True, capture_output=True, text=True
         ).stdout
@@ -50,7 +56,9 @@ class Emulator:
         )
         text = f'#include "{source}"\n{wrappers}'
         headers = "".join(p.read_text() for p in sorted(SOURCES.glob("*.cuh")))
-        digest = hashlib.sha256((text + source.read_text() + headers + HEADER.read_text()).encode()).hexdigest()[:16]
+        digest = hashlib.sha256(
+            (" ".join(flags) + text + source.read_text() + headers + HEADER.read_text()).encode()
+        ).hexdigest()[:16]
         self.build_dir.mkdir(parents=True, exist_ok=True)
         unit = self.build_dir / f"{source.stem}-{digest}.cpp"
         library = unit.with_suffix(".so")
