@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod bits;
+mod cuts;
 mod engine;
 mod error;
 mod exec;

@@ -5,8 +5,8 @@
 //!    canonical form (inputs ascending and read uninverted, output 0 for the all-zeros address).
 //! 2. [`lower_luts`]: tables of more than three inputs become three-input leaf tables under a multiplexer tree, on
 //!    the three inputs that leave the fewest distinct operations.
-//! 3. [`fuse`]: a node read by exactly one other node is folded into it when the two together read at most three
-//!    signals, which is still one instruction.
+//! 3. [`crate::cuts::map`]: the graph is covered with cones of at most three inputs, each one instruction; a node
+//!    is folded into its readers' cones (computed again in each) wherever that saves operations.
 //! 4. [`remove_dead`]: nodes and binary rows no class output depends on.
 
 use std::collections::HashMap;
@@ -33,7 +33,8 @@ pub struct PassReport {
     pub inputs_removed: usize,
     /// Tables of more than three inputs split into three-input operations.
     pub luts_split: usize,
-    /// Nodes folded into their only reader.
+    /// Functions folded into the three-input cones of their readers (computed inside them), so that they are no
+    /// longer operations of their own.
     pub fused: usize,
     /// Gates, tables and binary rows no class output depends on.
     pub dead: usize,
@@ -48,8 +49,7 @@ pub(crate) fn optimize(net: &Network) -> (Graph, PassReport) {
     let mut report = PassReport::default();
     let graph = simplify(&Graph::from_network(net), &mut report);
     let graph = simplify(&lower_luts(&graph, true, &mut report), &mut report);
-    let mut graph = graph;
-    fuse(&mut graph, &mut report);
+    let graph = crate::cuts::map(&graph, &mut report);
     let graph = simplify(&graph, &mut report);
     let graph = remove_dead(&graph, &mut report);
     (graph, report)
@@ -386,74 +386,6 @@ fn split_cost(table: &Table, leaves: &[usize; 3], rest: &[usize]) -> usize {
             .collect();
     }
     cost
-}
-
-/// Folds nodes read by exactly one function (and nothing else) into that reader when the two together read at most
-/// three signals. Nodes folded away are left unread, for [`remove_dead`]. Expects a simplified graph: function
-/// inputs are uninverted.
-pub(crate) fn fuse(graph: &mut Graph, report: &mut PassReport) {
-    const PINNED: u32 = u32::MAX / 2;
-    let mut readers = vec![0u32; graph.nodes.len()];
-    for node in &graph.nodes {
-        for (i, &s) in node.ins().iter().enumerate() {
-            if !node.ins()[..i].contains(&s) {
-                readers[node_of(s)] += 1;
-            }
-        }
-    }
-    for g in &graph.groups {
-        for &s in &g.inputs {
-            readers[node_of(s)] = PINNED;
-        }
-    }
-    for &s in &graph.outputs {
-        readers[node_of(s)] = PINNED;
-    }
-    for id in 0..graph.nodes.len() {
-        if graph.nodes[id].kind != Kind::Func || graph.nodes[id].arity > 3 {
-            continue;
-        }
-        'again: loop {
-            let node = graph.nodes[id];
-            for (i, &s) in node.ins().iter().enumerate() {
-                let p = node_of(s);
-                let producer = graph.nodes[p];
-                if producer.kind != Kind::Func || readers[p] != 1 || producer.arity > 3 || is_inverted(s) {
-                    continue;
-                }
-                let mut union: Vec<Signal> = node.ins().iter().copied().filter(|&x| x != s).collect();
-                for &q in producer.ins() {
-                    if !union.contains(&q) {
-                        union.push(q);
-                    }
-                }
-                if union.len() > 3 {
-                    continue;
-                }
-                let table = from_fn(union.len(), |a| {
-                    let value = |x: Signal| (a >> union.iter().position(|&u| u == x).expect("in union")) & 1;
-                    let inner = producer.ins().iter().enumerate().fold(0, |acc, (q, &x)| acc | value(x) << q);
-                    let p_value = entry(&producer.table, inner) as usize;
-                    let outer = node
-                        .ins()
-                        .iter()
-                        .enumerate()
-                        .fold(0, |acc, (j, &x)| acc | if j == i { p_value } else { value(x) } << j);
-                    entry(&node.table, outer)
-                });
-                for &q in producer.ins() {
-                    if node.ins().contains(&q) {
-                        readers[node_of(q)] -= 1;
-                    }
-                }
-                readers[p] = 0;
-                graph.nodes[id] = Node::func(&union, table);
-                report.fused += 1;
-                continue 'again;
-            }
-            break;
-        }
-    }
 }
 
 /// Drops nodes and binary rows that no class output depends on.

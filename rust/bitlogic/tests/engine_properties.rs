@@ -730,3 +730,11 @@ fn packed_bit_planes_match_bits_on_every_path() {
     }
     assert!(matches!(Packed::new(&[0u64; 3], 2, 64), Err(Error::Input(_))), "3 words are not 2 planes of 1");
 }
+
+#[test]
+fn a_very_deep_network_compiles_without_exhausting_the_stack() {
+    // 50 000 layers: every pass must walk it without recursion (a thread's stack is a few megabytes).
+    let net = random_network(4, &vec![4; 50_000], 2, LayerKind::Gates, 3).unwrap();
+    let handle = std::thread::Builder::new().stack_size(256 << 10).spawn(move || net.prepare().map(|_| ())).unwrap();
+    handle.join().expect("no stack overflow").unwrap();
+}
