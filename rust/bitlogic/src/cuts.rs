@@ -323,9 +323,11 @@ mod tests {
                 Kind::Const => false,
                 Kind::Input => (x >> (id - 1)) & 1 == 1,
                 Kind::Func => {
-                    let address = node.ins().iter().enumerate().fold(0, |acc, (j, &s)| {
-                        acc | ((value[node_of(s)] ^ is_inverted(s)) as usize) << j
-                    });
+                    let address = node
+                        .ins()
+                        .iter()
+                        .enumerate()
+                        .fold(0, |acc, (j, &s)| acc | ((value[node_of(s)] ^ is_inverted(s)) as usize) << j);
                     entry(&node.table, address)
                 }
                 Kind::Binary { .. } => unreachable!("no binary layers here"),
