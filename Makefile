@@ -31,10 +31,10 @@ lint:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 test-rust:
-	cargo test -p bitlogic --release --locked
+	cargo test -p bitlogic --profile test-release --locked
 	# The loader again with overflow checks on (debug), so an unchecked sum on hostile input panics here.
 	cargo test -p bitlogic --locked --test loader_robustness
-	cargo run -p bitlogic --release --locked --example embedded
+	cargo run -p bitlogic --profile test-release --locked --example embedded
 
 test-python: build
 	$(PY) -m mypy.stubtest bitlogic._native
