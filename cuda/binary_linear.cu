@@ -11,13 +11,10 @@
 
 namespace bitlogic {
 
-// A float32 value rounded to bfloat16 (nearest, ties to even) and widened back: what a bfloat16 tensor op stores.
-// NaN stays NaN (its sign and payload do not matter to a comparison).
+// A float32 value rounded to bfloat16 and widened back: what a bfloat16 tensor op stores.
 __device__ __forceinline__ float round_bf16(float v) {
-    unsigned int u = __float_as_uint(v);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return v;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return __uint_as_float(u & 0xffff0000u);
+    const bf16 h = to_bf16(v);
+    return load(&h, 0);
 }
 
 // The input bit: torch's 2 * x - 1 >= 0 with the arithmetic of the activation's dtype. For float32 the result is

@@ -14,15 +14,13 @@ __device__ __forceinline__ float load(const bf16* p, long long i) { return __uin
 __device__ __forceinline__ void store(float* p, long long i, float v) { p[i] = v; }
 __device__ __forceinline__ void store(double* p, long long i, double v) { p[i] = v; }
 // Round to nearest, ties to even, as torch converts float32 to bfloat16; NaN becomes torch's quiet NaN.
-__device__ __forceinline__ void store(bf16* p, long long i, float v) {
+__device__ __forceinline__ bf16 to_bf16(float v) {
     unsigned int u = __float_as_uint(v);
-    if ((u & 0x7fffffffu) > 0x7f800000u) {
-        p[i] = (bf16)0x7fc0u;
-        return;
-    }
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)0x7fc0u;
     u += 0x7fffu + ((u >> 16) & 1u);
-    p[i] = (bf16)(u >> 16);
+    return (bf16)(u >> 16);
 }
+__device__ __forceinline__ void store(bf16* p, long long i, float v) { p[i] = to_bf16(v); }
 
 // Sum over the 32 lanes of a warp; every lane of the block must call it (the emulator synchronizes the block).
 template <typename F>

@@ -75,6 +75,11 @@ fn union(a: &[u32], b: &[u32]) -> Option<Leaves> {
     Some((out, n as u8))
 }
 
+/// The signals read from outside the functions: the class outputs and the inputs of binary groups.
+fn roots(g: &Graph) -> impl Iterator<Item = &Signal> {
+    g.outputs.iter().chain(g.groups.iter().flat_map(|group| group.inputs.iter()))
+}
+
 /// Maps `old` onto three-input cones; returns the new graph (to be simplified and cleaned of dead nodes).
 pub(crate) fn map(old: &Graph, report: &mut PassReport) -> Graph {
     let n = old.nodes.len();
@@ -87,7 +92,7 @@ pub(crate) fn map(old: &Graph, report: &mut PassReport) -> Graph {
             }
         }
     }
-    for &s in old.outputs.iter().chain(old.groups.iter().flat_map(|g| g.inputs.iter())) {
+    for &s in roots(old) {
         refs[node_of(s)] += 1;
     }
 
@@ -111,7 +116,7 @@ pub(crate) fn map(old: &Graph, report: &mut PassReport) -> Graph {
         partial.push(([0; 3], 0));
         for &s in node.ins() {
             let fanin = node_of(s);
-            let fanin_cuts = &all[start[fanin] as usize..start.get(fanin + 1).map_or(all.len(), |&e| e as usize)];
+            let fanin_cuts = &all[start[fanin] as usize..start[fanin + 1] as usize]; // fanin < id: its end is known
             next.clear();
             for &(leaves, len) in &partial {
                 for c in fanin_cuts {
@@ -143,7 +148,7 @@ pub(crate) fn map(old: &Graph, report: &mut PassReport) -> Graph {
     // Top-down: the cover by area flow, as reference counts: how many chosen cuts (and outputs) read each node.
     let is_func: Vec<bool> = old.nodes.iter().map(|node| node.kind == Kind::Func && node.arity <= 3).collect();
     let mut uses = vec![0u32; n];
-    for &s in old.outputs.iter().chain(old.groups.iter().flat_map(|g| g.inputs.iter())) {
+    for &s in roots(old) {
         uses[node_of(s)] += 1;
     }
     for id in (0..n).rev() {
@@ -183,7 +188,7 @@ pub(crate) fn map(old: &Graph, report: &mut PassReport) -> Graph {
     // For the report: functions no output depends on are dead; the other functions outside the cover were folded
     // into the cones of their readers.
     let mut live = vec![false; n];
-    for &s in old.outputs.iter().chain(old.groups.iter().flat_map(|g| g.inputs.iter())) {
+    for &s in roots(old) {
         live[node_of(s)] = true;
     }
     for id in (0..n).rev() {
@@ -292,13 +297,11 @@ fn reference(root: usize, best: &[Cut], uses: &mut [u32], is_func: &[bool], stac
     gained
 }
 
-/// Undoes [`reference`]: removes the cone of `root`; returns how many nodes left the cover, `root` included.
-fn deref(root: usize, best: &[Cut], uses: &mut [u32], is_func: &[bool], stack: &mut Vec<usize>) -> usize {
-    let mut lost = 0;
+/// Undoes [`reference`]: removes the cone of `root` from the cover.
+fn deref(root: usize, best: &[Cut], uses: &mut [u32], is_func: &[bool], stack: &mut Vec<usize>) {
     stack.clear();
     stack.push(root);
     while let Some(id) = stack.pop() {
-        lost += 1;
         for &l in best[id].leaves() {
             let l = l as usize;
             uses[l] -= 1;
@@ -307,7 +310,6 @@ fn deref(root: usize, best: &[Cut], uses: &mut [u32], is_func: &[bool], stack: &
             }
         }
     }
-    lost
 }
 
 #[cfg(test)]
