@@ -48,6 +48,16 @@ def test_constants_pass_throughs_and_duplicates_are_removed() -> None:
     assert stats["after"]["ops"] < stats["before"]["ops"]
 
 
+def test_class_outputs_read_inverted_cost_no_operation() -> None:
+    # Class 0 counts NOT x0, NOT x1 and x0 AND x1; class 1 counts NAND(x0, x1) (the AND read inverted), x2, NOT x2.
+    # The counter complements what it reads inverted, so the only operation left is the AND.
+    layer = GateLayer(inputs=[[0, 0], [1, 1], [0, 1], [0, 1], [2, 2], [2, 2]], ops=[NOT_A, NOT_A, AND, NAND, A, NOT_A])
+    net = bitlogic.Network.from_arrays(BitsEncoder(3), [layer], num_classes=2)
+    check_exact(net, all_inputs(3))
+    after = net.stats()["after"]
+    assert after["ops"] == 1 and after["depth"] == 1
+
+
 def test_unused_nodes_are_dead() -> None:
     # The last layer reads only gates 0..9 of the first: the other 30 feed nothing.
     rng = np.random.default_rng(0)

@@ -250,36 +250,14 @@ fn add_plane<const W: usize>(out: &mut [[u64; W]], mut x: [u64; W], k: usize) {
 /// Counts a class's bits into `out` (bit-sliced, plane `p` of weight `2^p`) with the Harley-Seal carry-save tree:
 /// sixteen bits at a time are reduced by fifteen carry-save adders into running planes of weight 1, 2, 4 and 8
 /// (held in registers) and one plane of weight 16, which alone ripples into the counter: about two instructions a
-/// bit instead of a full count per bit.
+/// bit instead of a full count per bit. The plain slots go first, then the inverted ones through the same planes.
 #[inline(always)]
 fn count_class<const W: usize>(slots: &[[u64; W]], class: &ClassSum, out: &mut [[u64; W]]) {
     out.fill([0; W]);
-    let (mut ones, mut twos, mut fours, mut eights) = ([0u64; W], [0u64; W], [0u64; W], [0u64; W]);
-    let mut groups = class.slots.chunks_exact(16);
-    for group in groups.by_ref() {
-        let x = |i: usize| &slots[group[i] as usize];
-        let (twos_a, o) = csa(&ones, x(0), x(1));
-        let (twos_b, o) = csa(&o, x(2), x(3));
-        let (fours_a, t) = csa(&twos, &twos_a, &twos_b);
-        let (twos_a, o) = csa(&o, x(4), x(5));
-        let (twos_b, o) = csa(&o, x(6), x(7));
-        let (fours_b, t) = csa(&t, &twos_a, &twos_b);
-        let (eights_a, f) = csa(&fours, &fours_a, &fours_b);
-        let (twos_a, o) = csa(&o, x(8), x(9));
-        let (twos_b, o) = csa(&o, x(10), x(11));
-        let (fours_a, t) = csa(&t, &twos_a, &twos_b);
-        let (twos_a, o) = csa(&o, x(12), x(13));
-        let (twos_b, o) = csa(&o, x(14), x(15));
-        let (fours_b, t) = csa(&t, &twos_a, &twos_b);
-        let (eights_b, f) = csa(&f, &fours_a, &fours_b);
-        let (sixteens, e) = csa(&eights, &eights_a, &eights_b);
-        (ones, twos, fours, eights) = (o, t, f, e);
-        add_plane(out, sixteens, 4);
-    }
-    for &s in groups.remainder() {
-        add_plane(out, slots[s as usize], 0);
-    }
-    for (k, plane) in [ones, twos, fours, eights].into_iter().enumerate() {
+    let mut planes = [[0u64; W]; 4];
+    count_members::<W, false>(slots, &class.slots, &mut planes, out);
+    count_members::<W, true>(slots, &class.inverted, &mut planes, out);
+    for (k, plane) in planes.into_iter().enumerate() {
         if k < out.len() {
             add_plane(out, plane, k);
         }
@@ -288,6 +266,48 @@ fn count_class<const W: usize>(slots: &[[u64; W]], class: &ClassSum, out: &mut [
         if (class.ones >> k) & 1 == 1 {
             add_plane(out, [!0; W], k);
         }
+    }
+}
+
+/// Adds the planes of `members` (complemented when `INVERT`) to the running planes of weight 1, 2, 4 and 8 and to
+/// the counter `out`.
+#[inline(always)]
+fn count_members<const W: usize, const INVERT: bool>(
+    slots: &[[u64; W]],
+    members: &[u32],
+    [ones, twos, fours, eights]: &mut [[u64; W]; 4],
+    out: &mut [[u64; W]],
+) {
+    let read = |s: u32| {
+        let mut x = slots[s as usize];
+        if INVERT {
+            x = x.map(|w| !w);
+        }
+        x
+    };
+    let mut groups = members.chunks_exact(16);
+    for group in groups.by_ref() {
+        let x = |i: usize| read(group[i]);
+        let (twos_a, o) = csa(ones, &x(0), &x(1));
+        let (twos_b, o) = csa(&o, &x(2), &x(3));
+        let (fours_a, t) = csa(twos, &twos_a, &twos_b);
+        let (twos_a, o) = csa(&o, &x(4), &x(5));
+        let (twos_b, o) = csa(&o, &x(6), &x(7));
+        let (fours_b, t) = csa(&t, &twos_a, &twos_b);
+        let (eights_a, f) = csa(fours, &fours_a, &fours_b);
+        let (twos_a, o) = csa(&o, &x(8), &x(9));
+        let (twos_b, o) = csa(&o, &x(10), &x(11));
+        let (fours_a, t) = csa(&t, &twos_a, &twos_b);
+        let (twos_a, o) = csa(&o, &x(12), &x(13));
+        let (twos_b, o) = csa(&o, &x(14), &x(15));
+        let (fours_b, t) = csa(&t, &twos_a, &twos_b);
+        let (eights_b, f) = csa(&f, &fours_a, &fours_b);
+        let (sixteens, e) = csa(eights, &eights_a, &eights_b);
+        (*ones, *twos, *fours, *eights) = (o, t, f, e);
+        add_plane(out, sixteens, 4);
+    }
+    for &s in groups.remainder() {
+        add_plane(out, read(s), 0);
     }
 }
 

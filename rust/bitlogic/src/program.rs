@@ -31,24 +31,26 @@ impl BinaryStep {
     }
 }
 
-/// The bits one class counts: the slots, plus bits known to be 1.
+/// The bits one class counts: the slots, the complements of the `inverted` slots, plus bits known to be 1. A class
+/// output read inverted costs the counter one XOR instead of an inverter operation (a load and a store) before it.
 #[derive(Clone, Debug)]
 pub(crate) struct ClassSum {
     pub(crate) slots: Vec<u32>,
+    pub(crate) inverted: Vec<u32>,
     pub(crate) ones: u32,
 }
 
 impl ClassSum {
     /// Bit planes needed for the largest count.
     pub(crate) fn planes(&self) -> usize {
-        (usize::BITS - (self.slots.len() + self.ones as usize).leading_zeros()) as usize
+        (usize::BITS - (self.slots.len() + self.inverted.len() + self.ones as usize).leading_zeros()) as usize
     }
 }
 
 /// Sizes of a program, as reported by [`crate::Network::optimization`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProgramStats {
-    /// Three-input operations by how many inputs they really read (index 1: inverters, 2: gates, 3: three-input).
+    /// Three-input operations by how many inputs they really read (index 1: one, 2: two, 3: three).
     pub ops: [usize; 4],
     /// Binary rows (XNOR-popcount neurons).
     pub binary_rows: usize,
@@ -82,13 +84,11 @@ pub(crate) struct Program {
     pub(crate) stats: ProgramStats,
 }
 
-/// An item to schedule: a function node (with the order its three operands are read in), a binary group, or an
-/// inverter on a class output.
+/// An item to schedule: a function node (with the order its three operands are read in) or a binary group.
 #[derive(Clone, Copy)]
 enum Item {
     Func(usize, [usize; 3]),
     Group(usize),
-    Not(usize),
 }
 
 impl Program {
@@ -97,15 +97,6 @@ impl Program {
         let nodes = &graph.nodes;
         let false_slot = graph.num_inputs as u32;
         let true_slot = false_slot + 1;
-
-        // A function read inverted by more class outputs than uninverted is computed inverted: its readers absorb
-        // the inversion, and fewer outputs need an inverter.
-        let mut votes = vec![0i64; nodes.len()];
-        for &s in &graph.outputs {
-            votes[node_of(s)] += if is_inverted(s) { 1 } else { -1 };
-        }
-        let flipped: Vec<bool> = nodes.iter().zip(&votes).map(|(n, &v)| n.kind == Kind::Func && v > 0).collect();
-        let inverted = |s: Signal| is_inverted(s) ^ flipped[node_of(s)];
 
         // Depth of every node; a group's rows share the depth of the group.
         let mut depth = vec![0usize; nodes.len()];
@@ -125,25 +116,17 @@ impl Program {
         }
         let max_depth = depth.iter().copied().max().unwrap_or(0);
 
-        // Inverters needed on class outputs, one per node.
-        let mut needs_not = vec![false; nodes.len()];
-        for &s in &graph.outputs {
-            if node_of(s) != 0 && inverted(s) {
-                needs_not[node_of(s)] = true;
-            }
-        }
-
-        // The three-input truth table of a function node as evaluated: inverted inputs absorbed, output flipped.
+        // The three-input truth table of a function node as evaluated: inverted inputs absorbed.
         let imm_of = |id: usize| -> u8 {
             let node = &nodes[id];
             let k = node.ins().len();
             let mut table: Table = node.table;
             for (i, &s) in node.ins().iter().enumerate() {
-                if inverted(s) {
+                if is_inverted(s) {
                     table = crate::ir::flip_input(&table, k, i);
                 }
             }
-            let imm = from_fn(3, |a| entry(&table, a & ((1 << k) - 1)) ^ flipped[id])[0];
+            let imm = from_fn(3, |a| entry(&table, a & ((1 << k) - 1)))[0];
             imm as u8
         };
 
@@ -153,9 +136,6 @@ impl Program {
                 let first = node.ins().first().map_or(0, |&s| node_of(s));
                 let (imm, order) = canonical_order(imm_of(id));
                 items.push((depth[id], 1, imm, first, Item::Func(id, order)));
-            }
-            if needs_not[id] {
-                items.push((max_depth + 1, 1, NOT, id, Item::Not(id)));
             }
         }
         for (g, _) in graph.groups.iter().enumerate() {
@@ -178,7 +158,6 @@ impl Program {
                         uses[n] = uses[n].saturating_add(1);
                     }
                 }
-                Item::Not(id) => uses[id] = uses[id].saturating_add(1),
             }
         }
         for &s in &graph.outputs {
@@ -208,29 +187,20 @@ impl Program {
 
         let mut ops: Vec<[u32; 4]> = Vec::new();
         let mut steps: Vec<Step> = Vec::new();
-        let mut not_slot = vec![u32::MAX; nodes.len()];
-        let mut stats = ProgramStats { depth: max_depth + needs_not.iter().any(|&b| b) as usize, ..Default::default() };
+        let mut stats = ProgramStats { depth: max_depth, ..Default::default() };
         for &(_, _, imm, _, item) in &items {
             match item {
-                Item::Func(id, _) | Item::Not(id) => {
-                    let (ins, out_node): (Vec<Signal>, usize) = match item {
-                        Item::Func(..) => (nodes[id].ins().to_vec(), id),
-                        _ => (vec![crate::ir::signal(id as u32, false)], id),
-                    };
-                    let order = if let Item::Func(_, order) = item { order } else { [0, 1, 2] };
+                Item::Func(id, order) => {
+                    let ins = nodes[id].ins();
                     let mut abc = [0u32; 3];
                     for (a, &p) in abc.iter_mut().zip(&order) {
                         *a = slot_of(&slot, ins[p.min(ins.len() - 1)]);
                     }
-                    for n in distinct_nodes(&ins) {
+                    for n in distinct_nodes(ins) {
                         release(&slot, &mut uses, &mut allocator, n);
                     }
                     let out = allocator.take();
-                    if let Item::Not(_) = item {
-                        not_slot[out_node] = out;
-                    } else {
-                        slot[out_node] = out;
-                    }
+                    slot[id] = out;
                     stats.ops[ins.len()] += 1;
                     push_op(&mut ops, &mut steps, imm, [abc[0], abc[1], abc[2], out]);
                 }
@@ -240,7 +210,7 @@ impl Program {
                     let mut weights = group.weights.clone();
                     let inputs: Vec<u32> = group.inputs.iter().map(|&s| slot_of(&slot, s)).collect();
                     for (j, &s) in group.inputs.iter().enumerate() {
-                        if inverted(s) {
+                        if is_inverted(s) {
                             for row in weights.chunks_exact_mut(words) {
                                 row[j / 64] ^= 1 << (j % 64);
                             }
@@ -281,12 +251,12 @@ impl Program {
             .outputs
             .chunks_exact(per_class.max(1))
             .map(|members| {
-                let mut sum = ClassSum { slots: Vec::new(), ones: 0 };
+                let mut sum = ClassSum { slots: Vec::new(), inverted: Vec::new(), ones: 0 };
                 for &s in members {
                     if node_of(s) == 0 {
                         sum.ones += is_inverted(s) as u32;
-                    } else if inverted(s) {
-                        sum.slots.push(not_slot[node_of(s)]);
+                    } else if is_inverted(s) {
+                        sum.inverted.push(slot[node_of(s)]);
                     } else {
                         sum.slots.push(slot[node_of(s)]);
                     }
@@ -323,7 +293,10 @@ impl Program {
                 }
             }
         }
-        assert!(self.classes.iter().all(|c| c.slots.iter().all(|&s| s < n)), "program slot out of range");
+        assert!(
+            self.classes.iter().all(|c| c.slots.iter().chain(&c.inverted).all(|&s| s < n)),
+            "program slot out of range"
+        );
     }
 }
 
@@ -343,9 +316,6 @@ fn distinct_nodes(signals: &[Signal]) -> Vec<usize> {
     nodes.dedup();
     nodes
 }
-
-/// The inverter as a three-input table: `!a`.
-const NOT: u8 = 0x55;
 
 fn push_op(ops: &mut Vec<[u32; 4]>, steps: &mut Vec<Step>, imm: u8, op: [u32; 4]) {
     let at = ops.len() as u32;
