@@ -84,10 +84,12 @@ pub(crate) struct Program {
     pub(crate) stats: ProgramStats,
 }
 
-/// An item to schedule: a function node (with the order its three operands are read in) or a binary group.
+/// An item to schedule: a function node (with the order its three operands are read in, and a copy of its
+/// inputs: items are visited in schedule order, and reading each node there would miss the cache once per
+/// operation on large networks) or a binary group.
 #[derive(Clone, Copy)]
 enum Item {
-    Func(usize, [usize; 3]),
+    Func { id: usize, order: [usize; 3], ins: [Signal; 3], len: usize },
     Group(usize),
 }
 
@@ -135,7 +137,9 @@ impl Program {
             if node.kind == Kind::Func {
                 let first = node.ins().first().map_or(0, |&s| node_of(s));
                 let (imm, order) = canonical_order(imm_of(id));
-                items.push((depth[id], 1, imm, first, Item::Func(id, order)));
+                let mut ins = [0; 3];
+                ins[..node.ins().len()].copy_from_slice(node.ins());
+                items.push((depth[id], 1, imm, first, Item::Func { id, order, ins, len: node.ins().len() }));
             }
         }
         for (g, _) in graph.groups.iter().enumerate() {
@@ -146,19 +150,11 @@ impl Program {
         // Readers of every node, counted once per reading item; class outputs keep their slot to the end.
         const PINNED: u32 = u32::MAX;
         let mut uses = vec![0u32; nodes.len()];
-        for &(_, _, _, _, item) in &items {
-            match item {
-                Item::Func(id, _) => {
-                    for n in distinct_nodes(nodes[id].ins()) {
-                        uses[n] = uses[n].saturating_add(1);
-                    }
-                }
-                Item::Group(g) => {
-                    for n in distinct_nodes(&graph.groups[g].inputs) {
-                        uses[n] = uses[n].saturating_add(1);
-                    }
-                }
-            }
+        for node in nodes.iter().filter(|n| n.kind == Kind::Func) {
+            distinct_nodes(node.ins(), |n| uses[n] = uses[n].saturating_add(1));
+        }
+        for group in &graph.groups {
+            distinct_nodes(&group.inputs, |n| uses[n] = uses[n].saturating_add(1));
         }
         for &s in &graph.outputs {
             uses[node_of(s)] = PINNED;
@@ -190,15 +186,13 @@ impl Program {
         let mut stats = ProgramStats { depth: max_depth, ..Default::default() };
         for &(_, _, imm, _, item) in &items {
             match item {
-                Item::Func(id, order) => {
-                    let ins = nodes[id].ins();
+                Item::Func { id, order, ins, len } => {
+                    let ins = &ins[..len];
                     let mut abc = [0u32; 3];
                     for (a, &p) in abc.iter_mut().zip(&order) {
                         *a = slot_of(&slot, ins[p.min(ins.len() - 1)]);
                     }
-                    for n in distinct_nodes(ins) {
-                        release(&slot, &mut uses, &mut allocator, n);
-                    }
+                    distinct_nodes(ins, |n| release(&slot, &mut uses, &mut allocator, n));
                     let out = allocator.take();
                     slot[id] = out;
                     stats.ops[ins.len()] += 1;
@@ -224,9 +218,7 @@ impl Program {
                             out
                         })
                         .collect();
-                    for n in distinct_nodes(&group.inputs) {
-                        release(&slot, &mut uses, &mut allocator, n);
-                    }
+                    distinct_nodes(&group.inputs, |n| release(&slot, &mut uses, &mut allocator, n));
                     // Rows nothing reads are released at once.
                     for r in 0..group.rows() {
                         let id = group.first as usize + r;
@@ -309,12 +301,26 @@ fn canonical_order(imm: u8) -> (u8, [usize; 3]) {
     ORDERS.iter().map(|order| (crate::ir::permute(&table, 3, order)[0] as u8, *order)).min().expect("six orders")
 }
 
-/// The nodes `signals` read, each once, ascending.
-fn distinct_nodes(signals: &[Signal]) -> Vec<usize> {
-    let mut nodes: Vec<usize> = signals.iter().map(|&s| node_of(s)).collect();
+/// Calls `visit` on each node `signals` read, once each, ascending. Functions have at most three inputs: those
+/// are sorted on the stack, as this runs for every operation of networks of a million gates.
+fn distinct_nodes(signals: &[Signal], mut visit: impl FnMut(usize)) {
+    let mut few = [0usize; 3];
+    let mut many = Vec::new();
+    let nodes: &mut [usize] = if signals.len() <= few.len() {
+        &mut few[..signals.len()]
+    } else {
+        many.resize(signals.len(), 0);
+        &mut many
+    };
+    for (n, &s) in nodes.iter_mut().zip(signals) {
+        *n = node_of(s);
+    }
     nodes.sort_unstable();
-    nodes.dedup();
-    nodes
+    for (i, &n) in nodes.iter().enumerate() {
+        if i == 0 || nodes[i - 1] != n {
+            visit(n);
+        }
+    }
 }
 
 fn push_op(ops: &mut Vec<[u32; 4]>, steps: &mut Vec<Step>, imm: u8, op: [u32; 4]) {
