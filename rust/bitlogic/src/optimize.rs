@@ -111,7 +111,8 @@ pub(crate) fn simplify(old: &Graph, report: &mut PassReport) -> Graph {
     let mut new = old.empty_like();
     new.nodes.reserve(old.nodes.len());
     let mut map: Vec<Signal> = Vec::with_capacity(old.nodes.len());
-    let mut strash = Strash::default();
+    // Sized for every node up front: growing it step by step rehashes a million-entry table several times.
+    let mut strash = Strash::with_capacity_and_hasher(old.nodes.len(), Default::default());
     for (id, node) in old.nodes.iter().enumerate() {
         let mapped = match node.kind {
             Kind::Const => FALSE,
