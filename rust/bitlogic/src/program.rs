@@ -316,10 +316,8 @@ fn distinct_nodes(signals: &[Signal], mut visit: impl FnMut(usize)) {
         *n = node_of(s);
     }
     nodes.sort_unstable();
-    for (i, &n) in nodes.iter().enumerate() {
-        if i == 0 || nodes[i - 1] != n {
-            visit(n);
-        }
+    for run in nodes.chunk_by(|a, b| a == b) {
+        visit(run[0]);
     }
 }
 
