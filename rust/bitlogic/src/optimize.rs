@@ -118,8 +118,11 @@ pub(crate) fn simplify(old: &Graph, report: &mut PassReport) -> Graph {
             Kind::Const => FALSE,
             Kind::Input => signal(id as u32, false),
             Kind::Func => {
-                let ins: Vec<Signal> = node.ins().iter().map(|&s| resolve(&map, s)).collect();
-                canonical(&mut new, &mut strash, ins, node.table, report)
+                let mut ins = [FALSE; MAX_ARITY];
+                for (slot, &s) in ins.iter_mut().zip(node.ins()) {
+                    *slot = resolve(&map, s);
+                }
+                canonical(&mut new, &mut strash, ins, node.ins().len(), node.table, report)
             }
             Kind::Binary { group, row } => {
                 if row == 0 {
@@ -141,49 +144,54 @@ pub(crate) fn simplify(old: &Graph, report: &mut PassReport) -> Graph {
     new
 }
 
-/// Puts the function `table` of `ins` in canonical form and returns the signal computing it: a constant, an input
+/// Puts the function `table` of `ins[..k]` in canonical form and returns the signal computing it: a constant, an input
 /// read through, an identical existing node, or a new node.
 fn canonical(
     graph: &mut Graph,
     strash: &mut Strash,
-    mut ins: Vec<Signal>,
+    mut ins: [Signal; MAX_ARITY],
+    mut k: usize,
     mut table: Table,
     r: &mut PassReport,
 ) -> Signal {
+    // `ins[..k]` in a fixed array, not a Vec: this runs once per node of a million-node graph, three times.
+    fn remove(ins: &mut [Signal; MAX_ARITY], k: &mut usize, i: usize) {
+        ins.copy_within(i + 1..*k, i);
+        *k -= 1;
+    }
     // Constants and inverted reads, highest position first so that removals keep lower positions valid.
-    for i in (0..ins.len()).rev() {
+    for i in (0..k).rev() {
         let s = ins[i];
         if node_of(s) == 0 {
-            table = restrict(&table, ins.len(), i, is_inverted(s));
-            ins.remove(i);
+            table = restrict(&table, k, i, is_inverted(s));
+            remove(&mut ins, &mut k, i);
             r.inputs_removed += 1;
         } else if is_inverted(s) {
-            table = flip_input(&table, ins.len(), i);
+            table = flip_input(&table, k, i);
             ins[i] = s & !1;
             r.inverters_absorbed += 1;
         }
     }
     // The same signal read twice.
     let mut j = 1;
-    while j < ins.len() {
+    while j < k {
         match ins[..j].iter().position(|&s| s == ins[j]) {
             Some(i) => {
-                table = merge_inputs(&table, ins.len(), i, j);
-                ins.remove(j);
+                table = merge_inputs(&table, k, i, j);
+                remove(&mut ins, &mut k, j);
                 r.inputs_removed += 1;
             }
             None => j += 1,
         }
     }
     // Inputs the function ignores.
-    for i in (0..ins.len()).rev() {
-        if !depends_on(&table, ins.len(), i) {
-            table = restrict(&table, ins.len(), i, false);
-            ins.remove(i);
+    for i in (0..k).rev() {
+        if !depends_on(&table, k, i) {
+            table = restrict(&table, k, i, false);
+            remove(&mut ins, &mut k, i);
             r.inputs_removed += 1;
         }
     }
-    let k = ins.len();
     if k == 0 {
         r.constants += 1;
         return if entry(&table, 0) { TRUE } else { FALSE };
@@ -194,18 +202,25 @@ fn canonical(
         return ins[0] ^ entry(&table, 0) as u32;
     }
     // Inputs ascending.
-    let mut order: Vec<usize> = (0..k).collect();
-    order.sort_by_key(|&p| ins[p]);
+    let mut order = [0usize; MAX_ARITY];
+    for (p, o) in order.iter_mut().enumerate() {
+        *o = p;
+    }
+    let order = &mut order[..k];
+    order.sort_unstable_by_key(|&p| ins[p]);
     if order.iter().enumerate().any(|(p, &o)| p != o) {
-        table = permute(&table, k, &order);
-        ins = order.iter().map(|&o| ins[o]).collect();
+        table = permute(&table, k, order);
+        let old = ins;
+        for (slot, &o) in ins.iter_mut().zip(order.iter()) {
+            *slot = old[o];
+        }
     }
     // Output 0 at the all-zeros address; the inversion travels with the signal.
     let inverted = entry(&table, 0);
     if inverted {
         table = complement(&table, k);
     }
-    let node = Node::func(&ins, table);
+    let node = Node::func(&ins[..k], table);
     let key = (k as u8, node.inputs, table);
     if let Some(&existing) = strash.get(&key) {
         r.merged += 1;
