@@ -202,10 +202,7 @@ fn canonical(
         return ins[0] ^ entry(&table, 0) as u32;
     }
     // Inputs ascending.
-    let mut order = [0usize; MAX_ARITY];
-    for (p, o) in order.iter_mut().enumerate() {
-        *o = p;
-    }
+    let mut order: [usize; MAX_ARITY] = std::array::from_fn(|p| p);
     let order = &mut order[..k];
     order.sort_unstable_by_key(|&p| ins[p]);
     if order.iter().enumerate().any(|(p, &o)| p != o) {
