@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export BITLOGIC_DATA ?= $(abspath ../shared/data)
 
-.PHONY: run setup build test test-rust test-python test-kernels-asan lint bench bench-presets gpu-check
+.PHONY: run setup build test test-rust test-aarch64 test-python test-kernels-asan lint bench bench-presets gpu-check
 
 run: build
 	mkdir -p build
@@ -36,6 +36,15 @@ test-rust:
 	cargo test -p bitlogic --locked --test loader_robustness
 	cargo run -p bitlogic --profile test-release --locked --example embedded
 
+# The core crate's tests built for aarch64 and run under qemu: the NEON path against the portable one and the
+# definitions. The cross toolchain (Debian's rustc-web with its arm64 standard library, gcc-aarch64-linux-gnu,
+# qemu-user-static) is unpacked into build/ by .ci/aarch64-toolchain.sh, without root and without installing anything.
+AARCH64_TOOLCHAIN := build/aarch64-toolchain
+test-aarch64:
+	.ci/aarch64-toolchain.sh $(AARCH64_TOOLCHAIN)
+	. $(AARCH64_TOOLCHAIN)/env.sh && RUSTFLAGS="-D warnings" cargo test -p bitlogic --profile test-release --locked \
+		--target aarch64-unknown-linux-gnu --target-dir target/aarch64
+
 test-python: build
 	$(PY) -m mypy.stubtest bitlogic._native
 	$(PY) -m mypy
@@ -48,7 +57,7 @@ test-kernels-asan: build
 		$(PY) -m pytest -q -p no:cacheprovider tests/test_cuda_logic.py tests/test_cuda_lut.py \
 		tests/test_cuda_binary.py tests/test_cuda_inference.py tests/test_cuda_launch.py tests/test_cuda_emulator.py
 
-test: lint test-rust test-python test-kernels-asan
+test: lint test-rust test-aarch64 test-python test-kernels-asan
 
 bench: build
 	$(PY) benches/throughput.py

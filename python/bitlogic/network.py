@@ -13,7 +13,7 @@ from bitlogic._native import InputError
 from bitlogic.spec import BinaryLayer, BitsEncoder, Encoder, GateLayer, Layer, LutLayer, ThresholdEncoder
 
 PathLike = str | os.PathLike[str]
-Isa = Literal["portable", "avx2", "avx512"]
+Isa = Literal["portable", "neon", "avx2", "avx512"]
 
 
 class Network:

@@ -14,6 +14,8 @@ use crate::exec::{self, CachedScratch, Scratch};
 use crate::input::{Encoding, Input};
 use crate::network::Network;
 use crate::program::Program;
+#[cfg(target_arch = "aarch64")]
+use crate::simd::Neon;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{Avx2, Avx512};
 use crate::simd::{Portable, Simd};
@@ -21,8 +23,11 @@ use crate::simd::{Portable, Simd};
 /// An instruction-set path of the evaluator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
-    /// Plain Rust compiled for the crate's baseline target (SSE2 on x86-64, NEON on aarch64).
+    /// Plain Rust compiled for the crate's baseline target (SSE2 intrinsics on x86-64, the compiler's own
+    /// vectorization on aarch64).
     Portable,
+    /// aarch64 with NEON (Advanced SIMD) intrinsics.
+    Neon,
     /// x86-64 with AVX2, BMI2 and POPCNT.
     Avx2,
     /// x86-64 with AVX-512 (F, BW, VL, VPOPCNTDQ).
@@ -30,13 +35,14 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// Every path, slowest first.
-    pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512];
+    /// Every path, slowest first within each architecture.
+    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Neon, Isa::Avx2, Isa::Avx512];
 
     /// The name used by `BITLOGIC_ISA`.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
+            Isa::Neon => "neon",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
         }
@@ -45,7 +51,8 @@ impl Isa {
     /// Parses a name of [`Isa::name`].
     pub fn from_name(name: &str) -> Result<Isa> {
         Isa::ALL.into_iter().find(|isa| isa.name() == name.trim().to_ascii_lowercase()).ok_or_else(|| {
-            Error::Setting(format!("unknown instruction set {name:?}; expected one of portable, avx2, avx512"))
+            let names: Vec<&str> = Isa::ALL.iter().map(|isa| isa.name()).collect();
+            Error::Setting(format!("unknown instruction set {name:?}; expected one of {}", names.join(", ")))
         })
     }
 
@@ -53,6 +60,8 @@ impl Isa {
     pub fn is_supported(self) -> bool {
         match self {
             Isa::Portable => true,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => {
                 is_x86_feature_detected!("avx2")
@@ -67,7 +76,7 @@ impl Isa {
                     && is_x86_feature_detected!("avx512vpopcntdq")
                     && is_x86_feature_detected!("popcnt")
             }
-            #[cfg(not(target_arch = "x86_64"))]
+            // The other architectures' paths.
             _ => false,
         }
     }
@@ -257,6 +266,8 @@ fn evaluate_block<const W: usize, T: Sink>(
         Isa::Avx512 => unsafe { block_avx512(program, encoding, start, valid, scratch, out) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { block_avx2(program, encoding, start, valid, scratch, out) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => unsafe { block_neon(program, encoding, start, valid, scratch, out) },
         _ => block_generic::<W, T, Portable>(program, encoding, start, valid, scratch, out),
     }
 }
@@ -264,8 +275,8 @@ fn evaluate_block<const W: usize, T: Sink>(
 /// Defines an entry point that runs `block_generic` compiled with extra target features: the same source, so every
 /// path computes the same bits, vectorized for a wider instruction set.
 macro_rules! isa_entry {
-    ($name:ident, $simd:ty, $features:literal) => {
-        #[cfg(target_arch = "x86_64")]
+    ($arch:literal, $name:ident, $simd:ty, $features:literal) => {
+        #[cfg(target_arch = $arch)]
         #[target_feature(enable = $features)]
         unsafe fn $name<const W: usize, T: Sink>(
             program: &Program,
@@ -280,8 +291,9 @@ macro_rules! isa_entry {
     };
 }
 
-isa_entry!(block_avx512, Avx512, "avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx2,bmi2,popcnt");
-isa_entry!(block_avx2, Avx2, "avx2,bmi2,popcnt");
+isa_entry!("x86_64", block_avx512, Avx512, "avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx2,bmi2,popcnt");
+isa_entry!("x86_64", block_avx2, Avx2, "avx2,bmi2,popcnt");
+isa_entry!("aarch64", block_neon, Neon, "neon");
 
 #[inline(always)]
 fn block_generic<const W: usize, T: Sink, S: Simd>(

@@ -449,8 +449,10 @@ fn windows(cols: usize) -> Vec<(usize, u32)> {
 /// How many samples ahead the encoder asks for rows: enough to cover the memory latency of a streamed input.
 const PREFETCH_ROWS: usize = 4;
 
-/// Asks the CPU to start loading row `r` into the cache (a hint: nothing happens past the end or off x86-64).
+/// Asks the CPU to start loading row `r` into the cache (a hint: nothing happens past the end or off x86-64, where
+/// the prefetch intrinsic is not stable).
 #[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn prefetch_row<X: Copy>(m: &Matrix<'_, X>, r: usize) {
     #[cfg(target_arch = "x86_64")]
     if r < m.rows {

@@ -1,6 +1,8 @@
 //! The few operations the encoder needs that compilers do not vectorize well on their own: turning 64 comparisons
 //! into a 64-bit mask. Each instruction set has an implementation; the engine picks one at run time.
 
+#[cfg(target_arch = "aarch64")]
+use std::arch::aarch64::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -20,7 +22,8 @@ pub(crate) trait Simd {
     unsafe fn nan_f32(x: &[f32; 64]) -> u64;
 }
 
-/// The baseline of the target: SSE2 on x86-64 (which every x86-64 CPU has), plain Rust elsewhere.
+/// The baseline of the target: SSE2 on x86-64 (which every x86-64 CPU has), plain Rust elsewhere (on aarch64 the
+/// compiler's own vectorization of [`mask`]; `Neon` is the hand-written path).
 pub(crate) struct Portable;
 
 #[cfg(target_arch = "x86_64")]
@@ -194,6 +197,64 @@ unsafe fn load512(bytes: &[u8; 64]) -> __m512i {
     _mm512_loadu_epi8(bytes.as_ptr() as *const i8)
 }
 
+/// NEON (every aarch64 CPU has it): 16 bytes or 4 floats per comparison. NEON has no `movemask`; [`movemask64`]
+/// folds 64 comparison bytes into a mask with three rounds of pairwise additions.
+#[cfg(target_arch = "aarch64")]
+pub(crate) struct Neon;
+
+#[cfg(target_arch = "aarch64")]
+impl Simd for Neon {
+    #[inline(always)]
+    unsafe fn ge_u8(x: &[u8; 64], cut: &[u8; 64]) -> u64 {
+        movemask64(std::array::from_fn(|k| vcgeq_u8(vld1q_u8(x[16 * k..].as_ptr()), vld1q_u8(cut[16 * k..].as_ptr()))))
+    }
+    #[inline(always)]
+    unsafe fn above_one_u8(x: &[u8; 64]) -> u64 {
+        movemask64(std::array::from_fn(|k| vcgtq_u8(vld1q_u8(x[16 * k..].as_ptr()), vdupq_n_u8(1))))
+    }
+    #[inline(always)]
+    unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
+        // `vcgtq_f32` is false when either side is NaN, as the definition asks.
+        movemask64(std::array::from_fn(|k| {
+            narrow_f32_masks(std::array::from_fn(|j| {
+                let i = 16 * k + 4 * j;
+                vcgtq_f32(vld1q_f32(x[i..].as_ptr()), vld1q_f32(t[i..].as_ptr()))
+            }))
+        }))
+    }
+    #[inline(always)]
+    unsafe fn nan_f32(x: &[f32; 64]) -> u64 {
+        movemask64(std::array::from_fn(|k| {
+            narrow_f32_masks(std::array::from_fn(|j| {
+                let a = vld1q_f32(x[16 * k + 4 * j..].as_ptr());
+                vmvnq_u32(vceqq_f32(a, a)) // only NaN differs from itself
+            }))
+        }))
+    }
+}
+
+/// Bit `i` of the result is set when byte `i % 16` of `m[i / 16]` is (every byte 0 or 0xFF). Each byte keeps only
+/// the bit of its position within its group of eight; pairwise additions then sum each group of eight bytes into
+/// one, so the first eight bytes after three rounds are the mask's bytes in order.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn movemask64(m: [uint8x16_t; 4]) -> u64 {
+    const WEIGHTS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+    let weights = vld1q_u8(WEIGHTS.as_ptr());
+    let [a, b, c, d] = m.map(|v| vandq_u8(v, weights));
+    let quads = vpaddq_u8(vpaddq_u8(a, b), vpaddq_u8(c, d));
+    vgetq_lane_u64::<0>(vreinterpretq_u64_u8(vpaddq_u8(quads, quads)))
+}
+
+/// Four vectors of four 32-bit masks narrowed to one vector of sixteen byte masks, in order.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn narrow_f32_masks([a, b, c, d]: [uint32x4_t; 4]) -> uint8x16_t {
+    let low = vcombine_u16(vmovn_u32(a), vmovn_u32(b));
+    let high = vcombine_u16(vmovn_u32(c), vmovn_u32(d));
+    vcombine_u8(vmovn_u16(low), vmovn_u16(high))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +287,11 @@ mod tests {
                     Portable::nan_f32(&f),
                 );
                 assert_eq!(got, expected);
+                #[cfg(target_arch = "aarch64")]
+                {
+                    let got = (Neon::ge_u8(&x, &cut), Neon::above_one_u8(&x), Neon::gt_f32(&f, &t), Neon::nan_f32(&f));
+                    assert_eq!(got, expected);
+                }
                 #[cfg(target_arch = "x86_64")]
                 {
                     if crate::Isa::Avx2.is_supported() {

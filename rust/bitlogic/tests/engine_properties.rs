@@ -592,6 +592,16 @@ fn float_features_for_a_bits_network_are_input_errors() {
     }
 }
 
+/// NEON is part of every aarch64 CPU: the path is always there, and the default unless `BITLOGIC_ISA` says otherwise.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_is_the_default_on_aarch64() {
+    assert_eq!(Isa::supported(), [Isa::Portable, Isa::Neon]);
+    if std::env::var_os("BITLOGIC_ISA").is_none() {
+        assert_eq!(Isa::default_for_machine().unwrap(), Isa::Neon);
+    }
+}
+
 #[test]
 fn zero_threads_is_a_setting_error() {
     let net = bits_net(8);
