@@ -276,8 +276,17 @@ impl<'a> Encoding<'a> {
                 let first = start / 64;
                 for (plane, &bit) in planes.iter_mut().zip(&self.packed_bits) {
                     let row = &p.data[bit as usize * words..][..words];
-                    for (w, word) in plane.iter_mut().enumerate() {
-                        *word = row.get(first + w).copied().unwrap_or(0);
+                    // Each plane is a separate stretch of memory (a whole batch apart from the next), which the
+                    // hardware prefetchers do not follow: ask for the next block's words now, a block ahead.
+                    prefetch(&row[(first + W).min(words - 1)..(first + 2 * W).min(words)]);
+                    match row.get(first..first + W) {
+                        Some(block) => plane.copy_from_slice(block),
+                        None => {
+                            // The batch's last, partial block.
+                            for (w, word) in plane.iter_mut().enumerate() {
+                                *word = row.get(first + w).copied().unwrap_or(0);
+                            }
+                        }
                     }
                 }
                 Ok(())
@@ -290,7 +299,7 @@ impl<'a> Encoding<'a> {
                 #[inline(always)]
                 |_, x, shift, block, s, w| {
                     // SAFETY: the engine only instantiates `S` for an instruction set the CPU supports.
-                    let (bad, bits) = unsafe { (S::above_one_u8(x), S::ge_u8(x, &[1; 64])) };
+                    let (bits, bad) = unsafe { S::bits_u8(x) };
                     block[0][s][w] = bits >> shift;
                     bad >> shift
                 },
@@ -449,20 +458,34 @@ fn windows(cols: usize) -> Vec<(usize, u32)> {
 /// How many samples ahead the encoder asks for rows: enough to cover the memory latency of a streamed input.
 const PREFETCH_ROWS: usize = 4;
 
-/// Asks the CPU to start loading row `r` into the cache (a hint: nothing happens past the end or off x86-64, where
-/// the prefetch intrinsic is not stable).
+/// Asks the CPU to start loading row `r` into the cache (a hint: nothing happens past the end).
 #[inline(always)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn prefetch_row<X: Copy>(m: &Matrix<'_, X>, r: usize) {
-    #[cfg(target_arch = "x86_64")]
     if r < m.rows {
         if let Some(row) = m.row(r) {
-            let bytes = std::mem::size_of_val(row);
-            let base = row.as_ptr() as *const i8;
-            for offset in (0..bytes).step_by(64) {
-                // SAFETY: the address lies inside `row`; a prefetch never faults and changes no data.
-                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(base.add(offset)) };
-            }
+            prefetch(row);
+        }
+    }
+}
+
+/// Asks the CPU to start loading the cache lines of `data` (a hint; nothing happens off x86-64, where the prefetch
+/// intrinsic is not stable).
+#[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn prefetch<X>(data: &[X]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let base = data.as_ptr() as *const i8;
+        let bytes = std::mem::size_of_val(data);
+        // The first byte of every line the slice touches, however it is aligned.
+        let first_line = base as usize & !63;
+        for line in (first_line..base as usize + bytes).step_by(64) {
+            // SAFETY: a prefetch never faults and changes no data; the address is that of a line holding part of
+            // `data`, and is formed by offsetting `base` only to keep the pointer's provenance.
+            unsafe {
+                let at = base.wrapping_add(line.wrapping_sub(base as usize));
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at)
+            };
         }
     }
 }

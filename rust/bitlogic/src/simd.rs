@@ -14,8 +14,9 @@ use std::arch::x86_64::*;
 pub(crate) trait Simd {
     /// `x[i] >= cut[i]`.
     unsafe fn ge_u8(x: &[u8; 64], cut: &[u8; 64]) -> u64;
-    /// `x[i] > 1`: the bytes that are not a valid bit.
-    unsafe fn above_one_u8(x: &[u8; 64]) -> u64;
+    /// Input bits: `(x[i] & 1 != 0, x[i] > 1)`, the bits and the bytes that are not a valid bit. One load of each
+    /// byte serves both; bit 0 of a byte is one shift away from the sign bit that byte masks gather.
+    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, u64);
     /// `x[i] > t[i]`, false when either is NaN.
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64;
     /// `x[i]` is NaN.
@@ -34,8 +35,15 @@ impl Simd for Portable {
         sse2_bytes(x, |a, k| _mm_cmpeq_epi8(_mm_max_epu8(a, load128(&cut[k..])), a))
     }
     #[inline(always)]
-    unsafe fn above_one_u8(x: &[u8; 64]) -> u64 {
-        sse2_bytes(x, |a, _| _mm_cmpeq_epi8(_mm_max_epu8(a, _mm_set1_epi8(2)), a))
+    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, u64) {
+        let (mut bits, mut bad) = (0u64, 0u64);
+        for k in (0..64).step_by(16) {
+            let a = load128(&x[k..]);
+            // A 16-bit shift by 7 moves each byte's bit 0 to its own bit 7, which `movemask` gathers.
+            bits |= (_mm_movemask_epi8(_mm_slli_epi16::<7>(a)) as u32 as u64) << k;
+            bad |= (_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(a, _mm_set1_epi8(2)), a)) as u32 as u64) << k;
+        }
+        (bits, bad)
     }
     #[inline(always)]
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
@@ -82,8 +90,8 @@ impl Simd for Portable {
         mask(|i| x[i] >= cut[i])
     }
     #[inline(always)]
-    unsafe fn above_one_u8(x: &[u8; 64]) -> u64 {
-        mask(|i| x[i] > 1)
+    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, u64) {
+        (mask(|i| x[i] & 1 != 0), mask(|i| x[i] > 1))
     }
     #[inline(always)]
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
@@ -121,12 +129,16 @@ impl Simd for Avx2 {
         half(0) | half(32) << 32
     }
     #[inline(always)]
-    unsafe fn above_one_u8(x: &[u8; 64]) -> u64 {
+    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, u64) {
         let half = |o: usize| {
             let a = load256(&x[o..]);
-            _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(a, _mm256_set1_epi8(2)), a)) as u32 as u64
+            // As in the SSE2 version: bit 0 of each byte shifted to its bit 7.
+            let bits = _mm256_movemask_epi8(_mm256_slli_epi16::<7>(a)) as u32 as u64;
+            let bad = _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(a, _mm256_set1_epi8(2)), a)) as u32 as u64;
+            (bits, bad)
         };
-        half(0) | half(32) << 32
+        let ((bits_lo, bad_lo), (bits_hi, bad_hi)) = (half(0), half(32));
+        (bits_lo | bits_hi << 32, bad_lo | bad_hi << 32)
     }
     #[inline(always)]
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
@@ -167,8 +179,9 @@ impl Simd for Avx512 {
         _mm512_cmpge_epu8_mask(load512(x), load512(cut))
     }
     #[inline(always)]
-    unsafe fn above_one_u8(x: &[u8; 64]) -> u64 {
-        _mm512_cmpgt_epu8_mask(load512(x), _mm512_set1_epi8(1))
+    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, u64) {
+        let a = load512(x);
+        (_mm512_test_epi8_mask(a, _mm512_set1_epi8(1)), _mm512_cmpgt_epu8_mask(a, _mm512_set1_epi8(1)))
     }
     #[inline(always)]
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
@@ -209,8 +222,9 @@ impl Simd for Neon {
         movemask64(std::array::from_fn(|k| vcgeq_u8(vld1q_u8(x[16 * k..].as_ptr()), vld1q_u8(cut[16 * k..].as_ptr()))))
     }
     #[inline(always)]
-    unsafe fn above_one_u8(x: &[u8; 64]) -> u64 {
-        movemask64(std::array::from_fn(|k| vcgtq_u8(vld1q_u8(x[16 * k..].as_ptr()), vdupq_n_u8(1))))
+    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, u64) {
+        let a: [uint8x16_t; 4] = std::array::from_fn(|k| vld1q_u8(x[16 * k..].as_ptr()));
+        (movemask64(a.map(|v| vtstq_u8(v, vdupq_n_u8(1)))), movemask64(a.map(|v| vcgtq_u8(v, vdupq_n_u8(1)))))
     }
     #[inline(always)]
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
@@ -278,34 +292,29 @@ mod tests {
             let t: [f32; 64] = std::array::from_fn(|_| (rng.next_u64() % 100) as f32 - 50.0);
             // SAFETY: the portable implementation runs anywhere; the others only where supported.
             unsafe {
-                let expected =
-                    (mask(|i| x[i] >= cut[i]), mask(|i| x[i] > 1), mask(|i| f[i] > t[i]), mask(|i| f[i].is_nan()));
-                let got = (
-                    Portable::ge_u8(&x, &cut),
-                    Portable::above_one_u8(&x),
-                    Portable::gt_f32(&f, &t),
-                    Portable::nan_f32(&f),
+                let expected = (
+                    mask(|i| x[i] >= cut[i]),
+                    (mask(|i| x[i] & 1 != 0), mask(|i| x[i] > 1)),
+                    mask(|i| f[i] > t[i]),
+                    mask(|i| f[i].is_nan()),
                 );
+                let got =
+                    (Portable::ge_u8(&x, &cut), Portable::bits_u8(&x), Portable::gt_f32(&f, &t), Portable::nan_f32(&f));
                 assert_eq!(got, expected);
                 #[cfg(target_arch = "aarch64")]
                 {
-                    let got = (Neon::ge_u8(&x, &cut), Neon::above_one_u8(&x), Neon::gt_f32(&f, &t), Neon::nan_f32(&f));
+                    let got = (Neon::ge_u8(&x, &cut), Neon::bits_u8(&x), Neon::gt_f32(&f, &t), Neon::nan_f32(&f));
                     assert_eq!(got, expected);
                 }
                 #[cfg(target_arch = "x86_64")]
                 {
                     if crate::Isa::Avx2.is_supported() {
-                        let got =
-                            (Avx2::ge_u8(&x, &cut), Avx2::above_one_u8(&x), Avx2::gt_f32(&f, &t), Avx2::nan_f32(&f));
+                        let got = (Avx2::ge_u8(&x, &cut), Avx2::bits_u8(&x), Avx2::gt_f32(&f, &t), Avx2::nan_f32(&f));
                         assert_eq!(got, expected);
                     }
                     if crate::Isa::Avx512.is_supported() {
-                        let got = (
-                            Avx512::ge_u8(&x, &cut),
-                            Avx512::above_one_u8(&x),
-                            Avx512::gt_f32(&f, &t),
-                            Avx512::nan_f32(&f),
-                        );
+                        let got =
+                            (Avx512::ge_u8(&x, &cut), Avx512::bits_u8(&x), Avx512::gt_f32(&f, &t), Avx512::nan_f32(&f));
                         assert_eq!(got, expected);
                     }
                 }
