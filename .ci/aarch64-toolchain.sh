@@ -13,6 +13,9 @@
 # Usage: .ci/aarch64-toolchain.sh DIR
 set -euo pipefail
 dir=$(mkdir -p "$1" && cd "$1" && pwd)
+for tool in apt-get apt-cache dpkg-deb; do
+    command -v "$tool" >/dev/null || { echo "aarch64-toolchain: needs $tool (a Debian 12 system with its archive)" >&2; exit 1; }
+done
 [ -f "$dir/env.sh" ] && exit 0
 
 root="$dir/root"
