@@ -8,7 +8,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 
-use crate::bits::transpose64;
+use crate::bits::{transpose64, transpose64_lanes};
 use crate::input::Block;
 use crate::program::{BinaryStep, ClassSum, Program, Step};
 
@@ -327,10 +327,14 @@ pub(crate) fn scores<const W: usize>(program: &Program, scratch: &mut Scratch<W>
     let k = program.classes.len();
     let planes = scratch.planes;
     for (c, counts) in scratch.counts.chunks_exact(planes).enumerate() {
-        for s in 0..valid {
-            let (w, bit) = (s / 64, s % 64);
-            let count = counts.iter().enumerate().fold(0u32, |n, (p, plane)| n | (((plane[w] >> bit) & 1) as u32) << p);
-            out[s * k + c] = count as i32;
+        // The count planes are the first rows of a 64 x 64 bit matrix per word; transposed, row `s` of lane `w` is
+        // the count of sample `64 * w + s` (planes <= 32: a count fits in 32 bits). One vectorized transpose
+        // replaces gathering each sample's count bit by bit.
+        let mut block = [[0u64; W]; 64];
+        block[..planes].copy_from_slice(counts);
+        transpose64_lanes(&mut block);
+        for (s, score) in out.iter_mut().skip(c).step_by(k).take(valid).enumerate() {
+            *score = block[s % 64][s / 64] as i32;
         }
     }
 }
