@@ -21,13 +21,14 @@ done
 root="$dir/root"
 rm -rf "$dir/lists" "$dir/cache" "$dir/debs" "$root"
 mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/debs" "$root"
-apt=(apt-get -q -o APT::Architectures=amd64,arm64 -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache"
-    -o Debug::NoLocking=1)
+# A private package list with arm64 beside amd64: the system's own lists and settings stay as they are.
+private=(-o APT::Architectures=amd64,arm64 -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache")
+apt=(apt-get -q "${private[@]}" -o Debug::NoLocking=1)
 "${apt[@]}" update >"$dir/apt.log" 2>&1 || { cat "$dir/apt.log" >&2; exit 1; }
 
 # The standard library and LLVM packages are named after their versions: follow rustc-web's dependencies to them.
-depends() { apt-cache -o APT::Architectures=amd64,arm64 -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache" \
-    show "$1" | sed -n 's/^Depends: //p' | head -1 | tr ',' '\n' | sed 's/^ *\([^ ]*\).*/\1/'; }
+depends() { apt-cache "${private[@]}" show "$1" | sed -n 's/^Depends: //p' | head -1 | tr ',' '\n' |
+    sed 's/^ *\([^ ]*\).*/\1/'; }
 std=$(depends libstd-rust-web-dev | grep '^libstd-rust-web-[0-9]')
 llvm=$(depends "$std" | grep '^libllvm[0-9]')
 [ -n "$std" ] && [ -n "$llvm" ] || { echo "aarch64-toolchain: cannot resolve rustc-web's libraries" >&2; exit 1; }

@@ -279,15 +279,10 @@ impl<'a> Encoding<'a> {
                     // Each plane is a separate stretch of memory (a whole batch apart from the next), which the
                     // hardware prefetchers do not follow: ask for the next block's words now, a block ahead.
                     prefetch(&row[(first + W).min(words - 1)..(first + 2 * W).min(words)]);
-                    match row.get(first..first + W) {
-                        Some(block) => plane.copy_from_slice(block),
-                        None => {
-                            // The batch's last, partial block.
-                            for (w, word) in plane.iter_mut().enumerate() {
-                                *word = row.get(first + w).copied().unwrap_or(0);
-                            }
-                        }
-                    }
+                    // The batch's last block may be partial: its missing words are zeros.
+                    let have = &row[first..(first + W).min(words)];
+                    plane[..have.len()].copy_from_slice(have);
+                    plane[have.len()..].fill(0);
                 }
                 Ok(())
             }
@@ -475,16 +470,14 @@ fn prefetch_row<X: Copy>(m: &Matrix<'_, X>, r: usize) {
 fn prefetch<X>(data: &[X]) {
     #[cfg(target_arch = "x86_64")]
     {
-        let base = data.as_ptr() as *const i8;
-        let bytes = std::mem::size_of_val(data);
-        // The first byte of every line the slice touches, however it is aligned.
-        let first_line = base as usize & !63;
-        for line in (first_line..base as usize + bytes).step_by(64) {
-            // SAFETY: a prefetch never faults and changes no data; the address is that of a line holding part of
-            // `data`, and is formed by offsetting `base` only to keep the pointer's provenance.
+        // From the start of the line holding the first byte, so that every line the slice touches is asked for,
+        // however it is aligned.
+        let lead = data.as_ptr() as usize % 64;
+        let start = (data.as_ptr() as *const i8).wrapping_sub(lead);
+        for offset in (0..lead + std::mem::size_of_val(data)).step_by(64) {
+            // SAFETY: a prefetch never faults and changes no data.
             unsafe {
-                let at = base.wrapping_add(line.wrapping_sub(base as usize));
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at)
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(start.wrapping_add(offset))
             };
         }
     }

@@ -229,22 +229,22 @@ impl Simd for Neon {
     #[inline(always)]
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
         // `vcgtq_f32` is false when either side is NaN, as the definition asks.
-        movemask64(std::array::from_fn(|k| {
-            narrow_f32_masks(std::array::from_fn(|j| {
-                let i = 16 * k + 4 * j;
-                vcgtq_f32(vld1q_f32(x[i..].as_ptr()), vld1q_f32(t[i..].as_ptr()))
-            }))
-        }))
+        f32_mask(|i| vcgtq_f32(vld1q_f32(x[i..].as_ptr()), vld1q_f32(t[i..].as_ptr())))
     }
     #[inline(always)]
     unsafe fn nan_f32(x: &[f32; 64]) -> u64 {
-        movemask64(std::array::from_fn(|k| {
-            narrow_f32_masks(std::array::from_fn(|j| {
-                let a = vld1q_f32(x[16 * k + 4 * j..].as_ptr());
-                vmvnq_u32(vceqq_f32(a, a)) // only NaN differs from itself
-            }))
-        }))
+        f32_mask(|i| {
+            let a = vld1q_f32(x[i..].as_ptr());
+            vmvnq_u32(vceqq_f32(a, a)) // only NaN differs from itself
+        })
     }
+}
+
+/// The mask of 64 float comparisons, `compare(i)` giving the 32-bit masks of elements `i .. i + 4`.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn f32_mask(compare: impl Fn(usize) -> uint32x4_t) -> u64 {
+    movemask64(std::array::from_fn(|k| narrow_f32_masks(std::array::from_fn(|j| compare(16 * k + 4 * j)))))
 }
 
 /// Bit `i` of the result is set when byte `i % 16` of `m[i / 16]` is (every byte 0 or 0xFF). Each byte keeps only
