@@ -151,9 +151,13 @@ pub(crate) struct Encoding<'a> {
     rows: usize,
     /// Comparison vectors per chunk, `T` at a time: `[chunk * T + t]`.
     per_feature: usize,
-    /// The slot each (chunk, threshold, lane) bit goes to, `u32::MAX` for bits the program does not read and for
-    /// padding: `[(chunk * T + t) * 64 + j]`. Set by [`Encoding::route`].
+    /// The slot each (chunk, threshold, lane) bit goes to, `u32::MAX` for bits the program does not read, for
+    /// padding and for lanes that repeat the previous chunk's columns (see [`windows`]): `[(chunk * T + t) * 64 + j]`.
+    /// Set by [`Encoding::route`].
     dest: Vec<u32>,
+    /// Slots of encoder bits that are 0 whatever the input (a uint8 feature against a threshold of 255 or more):
+    /// written as zeros rather than compared.
+    zero_slots: Vec<u32>,
     /// For packed input: the encoder bit of each slot.
     packed_bits: Vec<u32>,
     /// The window of 64 values read for each chunk: see [`windows`].
@@ -168,8 +172,8 @@ pub(crate) struct Encoding<'a> {
 enum Source<'a> {
     Bits(Matrix<'a, u8>),
     Packed(Packed<'a>),
-    /// Cuts (`x >= cut`) and the lanes that are never set (cut 256, or past the last feature).
-    U8(Matrix<'a, u8>, Vec<[u8; 64]>, Vec<u64>),
+    /// Cuts (`x >= cut`); a cut of 256 (never reached) is stored as 255 and its bit routed to `zero_slots`.
+    U8(Matrix<'a, u8>, Vec<[u16; 64]>, Vec<[u8; 64]>),
     /// Thresholds (`x > t`); padding lanes compare with +inf.
     F32(Matrix<'a, f32>, Vec<[f32; 64]>),
     F64(Matrix<'a, f64>, Vec<[f64; 64]>),
@@ -196,10 +200,8 @@ impl<'a> Encoding<'a> {
             }
             (Encoder::Thresholds(t), Input::U8(m)) => {
                 let cuts: Vec<[u16; 64]> = chunked(t, 256, u8_cut);
-                let never = cuts.iter().map(|c| c.iter().enumerate().fold(0, |m, (i, &x)| m | ((x > 255) as u64) << i));
-                let never = never.collect();
-                let cuts = cuts.iter().map(|c| c.map(|x| x.min(255) as u8)).collect();
-                (Source::U8(m, cuts, never), t.num_features(), "features")
+                let bytes = cuts.iter().map(|c| c.map(|x| x.min(255) as u8)).collect();
+                (Source::U8(m, cuts, bytes), t.num_features(), "features")
             }
         };
         if input.cols() != expected {
@@ -217,6 +219,7 @@ impl<'a> Encoding<'a> {
             rows: input.rows(),
             per_feature,
             dest: Vec::new(),
+            zero_slots: Vec::new(),
             packed_bits: Vec::new(),
             windows: windows(input.cols()),
             block_read: Vec::new(),
@@ -231,19 +234,39 @@ impl<'a> Encoding<'a> {
         for (slot, &bit) in input_bits.iter().enumerate() {
             slot_of_bit[bit as usize] = slot as u32;
         }
+        // Lane `j` of chunk `c` compares column `lo + j` of its window; lanes below `shift` repeat the previous
+        // chunk's columns and are not routed.
+        let column = |c: usize, j: usize| {
+            let (lo, shift) = self.windows[c];
+            (j >= shift as usize).then_some(lo + j)
+        };
+        let chunks = self.windows.len();
+        self.zero_slots.clear();
         self.dest = match (encoder, &self.source) {
             (Encoder::Thresholds(t), Source::U8(..) | Source::F32(..) | Source::F64(..)) => {
                 let per = t.per_feature();
-                let chunks = t.num_features().div_ceil(64);
                 let mut dest = vec![u32::MAX; chunks * per * 64];
-                for f in 0..t.num_features() {
-                    for k in 0..per {
-                        dest[((f / 64) * per + k) * 64 + f % 64] = slot_of_bit[t.bit_index(f, k)];
+                for c in 0..chunks {
+                    for (j, f) in (0..64).filter_map(|j| Some((j, column(c, j)?))) {
+                        if f >= t.num_features() {
+                            continue;
+                        }
+                        for k in 0..per {
+                            let slot = slot_of_bit[t.bit_index(f, k)];
+                            match &self.source {
+                                Source::U8(_, cuts, _) if cuts[c * per + k][j] > 255 && slot != u32::MAX => {
+                                    self.zero_slots.push(slot)
+                                }
+                                _ => dest[(c * per + k) * 64 + j] = slot,
+                            }
+                        }
                     }
                 }
                 dest
             }
-            _ => (0..num_bits.div_ceil(64) * 64).map(|i| slot_of_bit.get(i).copied().unwrap_or(u32::MAX)).collect(),
+            _ => (0..chunks * 64)
+                .map(|i| column(i / 64, i % 64).and_then(|b| slot_of_bit.get(b).copied()).unwrap_or(u32::MAX))
+                .collect(),
         };
         self.packed_bits = input_bits.to_vec();
         self.block_read = self.dest.chunks_exact(64).map(|d| d.iter().any(|&slot| slot != u32::MAX)).collect();
@@ -292,29 +315,27 @@ impl<'a> Encoding<'a> {
                 planes,
                 blocks,
                 #[inline(always)]
-                |_, x, shift, block, s, w| {
+                |_, x, block, s, w| {
                     // SAFETY: the engine only instantiates `S` for an instruction set the CPU supports.
                     let (bits, bad) = unsafe { S::bits_u8(x) };
-                    block[0][s][w] = bits >> shift;
-                    bad >> shift
+                    block[0][s][w] = bits;
+                    bad as u64
                 },
                 |r, row| match row.iter().enumerate().find(|&(_, &v)| v > 1) {
                     Some((j, v)) => Error::Input(format!("sample {r}, input bit {j} is {v}; expected 0 or 1")),
                     None => Error::Input(format!("sample {r}: input bits must be 0 or 1")),
                 },
             ),
-            Source::U8(m, cuts, never) => self.encode_rows::<W, u8>(
+            Source::U8(m, _, cuts) => self.encode_rows::<W, u8>(
                 m,
                 start,
                 planes,
                 blocks,
                 #[inline(always)]
-                |c, x, shift, block, s, w| {
-                    for (t, b) in block.iter_mut().enumerate() {
-                        let i = c * self.per_feature + t;
-                        // SAFETY: as above.
-                        b[s][w] = (unsafe { S::ge_u8(x, &cuts[i]) } & !never[i]) >> shift;
-                    }
+                |c, x, block, s, w| {
+                    let per = self.per_feature;
+                    // SAFETY: as above.
+                    unsafe { S::ge_u8_each(x, &cuts[c * per..][..per], |t, bits| block[t][s][w] = bits) };
                     0 // every byte is a valid feature
                 },
                 |r, _| Error::Input(format!("sample {r}: invalid features")),
@@ -325,12 +346,12 @@ impl<'a> Encoding<'a> {
                 planes,
                 blocks,
                 #[inline(always)]
-                |c, x, shift, block, s, w| {
+                |c, x, block, s, w| {
                     for (t, b) in block.iter_mut().enumerate() {
                         // SAFETY: as above.
-                        b[s][w] = unsafe { S::gt_f32(x, &thresholds[c * self.per_feature + t]) } >> shift;
+                        b[s][w] = unsafe { S::gt_f32(x, &thresholds[c * self.per_feature + t]) };
                     }
-                    (unsafe { S::nan_f32(x) }) >> shift
+                    unsafe { S::nan_f32(x) }
                 },
                 |r, row| nan_error(r, row.iter().position(|v| v.is_nan())),
             ),
@@ -340,22 +361,21 @@ impl<'a> Encoding<'a> {
                 planes,
                 blocks,
                 #[inline(always)]
-                |c, x, shift, block, s, w| {
+                |c, x, block, s, w| {
                     for (t, b) in block.iter_mut().enumerate() {
                         let th = &thresholds[c * self.per_feature + t];
-                        b[s][w] = mask(|i| x[i] > th[i]) >> shift;
+                        b[s][w] = mask(|i| x[i] > th[i]);
                     }
-                    mask(|i| x[i].is_nan()) >> shift
+                    mask(|i| x[i].is_nan())
                 },
                 |r, row| nan_error(r, row.iter().position(|v| v.is_nan())),
             ),
         }
     }
 
-    /// Runs `compare(chunk, values, shift, blocks, s, w)` on every sample of the block and every window of 64
-    /// values, which writes row `s`, lane `w` of the chunk's block for each threshold (the comparison mask shifted
-    /// right by `shift`, see [`windows`]) and returns the mask of invalid values; then transposes the blocks into
-    /// the planes. Samples are read one after the other, each row from start to end, so a C-ordered input streams
+    /// Runs `compare(chunk, values, blocks, s, w)` on every sample of the block and every window of 64 values (see
+    /// [`windows`]), which writes row `s`, lane `w` of the chunk's block for each threshold and returns a nonzero
+    /// value when some value is invalid; then transposes the blocks into the planes. Samples are read one after the other, each row from start to end, so a C-ordered input streams
     /// through memory once. A row with an invalid value fails with `invalid(sample, row)`.
     #[inline(always)]
     fn encode_rows<const W: usize, X: Copy + Default>(
@@ -364,7 +384,7 @@ impl<'a> Encoding<'a> {
         start: usize,
         planes: &mut [[u64; W]],
         blocks: &mut [Block<W>],
-        mut compare: impl FnMut(usize, &[X; 64], u32, &mut [Block<W>], usize, usize) -> u64,
+        mut compare: impl FnMut(usize, &[X; 64], &mut [Block<W>], usize, usize) -> u64,
         invalid: impl Fn(usize, &[X]) -> Error,
     ) -> Result<()> {
         let cols = m.cols();
@@ -372,8 +392,8 @@ impl<'a> Encoding<'a> {
         let blocks = &mut blocks[..self.windows.len() * per];
         let mut padded = [X::default(); 64];
         let mut gathered: Vec<X> = Vec::new();
-        for w in 0..W {
-            for s in 0..64 {
+        for s in 0..64 {
+            for w in 0..W {
                 let r = start + 64 * w + s;
                 if r >= self.rows {
                     for b in blocks.iter_mut() {
@@ -393,15 +413,15 @@ impl<'a> Encoding<'a> {
                 let mut bad = 0;
                 if cols >= 64 {
                     let windows = self.windows.iter().zip(blocks.chunks_exact_mut(per)).enumerate();
-                    for (c, (&(lo, shift), chunk_blocks)) in windows {
+                    for (c, (&(lo, _), chunk_blocks)) in windows {
                         if self.chunk_needed[c] {
                             let x: &[X; 64] = row[lo..lo + 64].try_into().expect("64 values");
-                            bad |= compare(c, x, shift, chunk_blocks, s, w);
+                            bad |= compare(c, x, chunk_blocks, s, w);
                         }
                     }
                 } else if cols > 0 && self.chunk_needed[0] {
                     padded[..cols].copy_from_slice(row);
-                    bad = compare(0, &padded, 0, blocks, s, w);
+                    bad = compare(0, &padded, blocks, s, w);
                 }
                 if bad != 0 {
                     return Err(invalid(r, row));
@@ -420,6 +440,9 @@ impl<'a> Encoding<'a> {
                 }
             }
         }
+        for &d in &self.zero_slots {
+            planes[d as usize] = [0; W];
+        }
         Ok(())
     }
 }
@@ -431,11 +454,11 @@ fn nan_error(r: usize, feature: Option<usize>) -> Error {
     }
 }
 
-/// The window of 64 values the encoder compares for each chunk of 64 columns, as `(first column, shift)`. Full
-/// chunks are read in place (shift 0). A last, partial chunk is read as the 64 values that end the row, and the
-/// comparison masks are shifted right by `shift` so that bit `j` is again column `64 * chunk + j`: no copy into a
-/// padded buffer, which costs a failed store-to-load forward per sample. Rows shorter than 64 are padded instead
-/// (window at 0, shift 0).
+/// The window of 64 values the encoder compares for each chunk of 64 columns, as `(first column, shift)`: lane `j`
+/// of the chunk's masks is column `first + j`. Full chunks are read in place (shift 0). A last, partial chunk is read
+/// as the 64 values that end the row, whose first `shift` lanes repeat columns of the chunk before and are simply
+/// not routed to any slot: no copy into a padded buffer (a failed store-to-load forward per sample) and no shift per
+/// sample. Rows shorter than 64 are padded instead (window at 0, shift 0).
 fn windows(cols: usize) -> Vec<(usize, u32)> {
     (0..cols.div_ceil(64))
         .map(|c| {

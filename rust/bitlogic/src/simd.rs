@@ -12,11 +12,12 @@ use std::arch::x86_64::*;
 /// The methods of an implementation may only be called on a CPU that supports its instruction set (the engine
 /// checks with [`crate::Isa::is_supported`] before choosing one).
 pub(crate) trait Simd {
-    /// `x[i] >= cut[i]`.
-    unsafe fn ge_u8(x: &[u8; 64], cut: &[u8; 64]) -> u64;
-    /// Input bits: `(x[i] & 1 != 0, x[i] > 1)`, the bits and the bytes that are not a valid bit. One load of each
-    /// byte serves both; bit 0 of a byte is one shift away from the sign bit that byte masks gather.
-    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, u64);
+    /// `emit(t, mask of x[i] >= cuts[t][i])` for each `t`: `x` is loaded once for all of its thresholds.
+    unsafe fn ge_u8_each(x: &[u8; 64], cuts: &[[u8; 64]], emit: impl FnMut(usize, u64));
+    /// Input bits: the mask of `x[i] & 1 != 0`, and whether any byte is not a valid bit (`x[i] > 1`). One load of
+    /// each byte serves both; bit 0 of a byte is one shift away from the sign bit that byte masks gather. The check
+    /// is one test of all 64 bytes OR-ed together, not a mask: which byte is wrong is looked up only on failure.
+    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, bool);
     /// `x[i] > t[i]`, false when either is NaN.
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64;
     /// `x[i]` is NaN.
@@ -30,20 +31,29 @@ pub(crate) struct Portable;
 #[cfg(target_arch = "x86_64")]
 impl Simd for Portable {
     #[inline(always)]
-    unsafe fn ge_u8(x: &[u8; 64], cut: &[u8; 64]) -> u64 {
-        // x >= cut exactly when max(x, cut) == x (unsigned), 16 bytes at a time.
-        sse2_bytes(x, |a, k| _mm_cmpeq_epi8(_mm_max_epu8(a, load128(&cut[k..])), a))
+    unsafe fn ge_u8_each(x: &[u8; 64], cuts: &[[u8; 64]], mut emit: impl FnMut(usize, u64)) {
+        let a: [__m128i; 4] = std::array::from_fn(|k| load128(&x[16 * k..]));
+        for (t, cut) in cuts.iter().enumerate() {
+            let mut bits = 0u64;
+            for (k, &a) in a.iter().enumerate() {
+                // x >= cut exactly when max(x, cut) == x (unsigned).
+                let ge = _mm_cmpeq_epi8(_mm_max_epu8(a, load128(&cut[16 * k..])), a);
+                bits |= (_mm_movemask_epi8(ge) as u32 as u64) << (16 * k);
+            }
+            emit(t, bits);
+        }
     }
     #[inline(always)]
-    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, u64) {
-        let (mut bits, mut bad) = (0u64, 0u64);
+    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, bool) {
+        let (mut bits, mut any) = (0u64, _mm_setzero_si128());
         for k in (0..64).step_by(16) {
             let a = load128(&x[k..]);
             // A 16-bit shift by 7 moves each byte's bit 0 to its own bit 7, which `movemask` gathers.
             bits |= (_mm_movemask_epi8(_mm_slli_epi16::<7>(a)) as u32 as u64) << k;
-            bad |= (_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(a, _mm_set1_epi8(2)), a)) as u32 as u64) << k;
+            any = _mm_or_si128(any, a);
         }
-        (bits, bad)
+        // A saturating add of 126 sets the sign bit of exactly the bytes above 1.
+        (bits, _mm_movemask_epi8(_mm_adds_epu8(any, _mm_set1_epi8(126))) != 0)
     }
     #[inline(always)]
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
@@ -65,17 +75,6 @@ impl Simd for Portable {
     }
 }
 
-/// The byte mask of `compare(16 bytes of x at k, k)` over the 64 bytes.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn sse2_bytes(x: &[u8; 64], compare: impl Fn(__m128i, usize) -> __m128i) -> u64 {
-    let mut bits = 0u64;
-    for k in (0..64).step_by(16) {
-        bits |= (_mm_movemask_epi8(compare(load128(&x[k..]), k)) as u32 as u64) << k;
-    }
-    bits
-}
-
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn load128(bytes: &[u8]) -> __m128i {
@@ -86,12 +85,14 @@ unsafe fn load128(bytes: &[u8]) -> __m128i {
 #[cfg(not(target_arch = "x86_64"))]
 impl Simd for Portable {
     #[inline(always)]
-    unsafe fn ge_u8(x: &[u8; 64], cut: &[u8; 64]) -> u64 {
-        mask(|i| x[i] >= cut[i])
+    unsafe fn ge_u8_each(x: &[u8; 64], cuts: &[[u8; 64]], mut emit: impl FnMut(usize, u64)) {
+        for (t, cut) in cuts.iter().enumerate() {
+            emit(t, mask(|i| x[i] >= cut[i]));
+        }
     }
     #[inline(always)]
-    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, u64) {
-        (mask(|i| x[i] & 1 != 0), mask(|i| x[i] > 1))
+    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, bool) {
+        (mask(|i| x[i] & 1 != 0), x.iter().fold(0, |any, &b| any | b) > 1)
     }
     #[inline(always)]
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
@@ -120,25 +121,20 @@ pub(crate) struct Avx2;
 #[cfg(target_arch = "x86_64")]
 impl Simd for Avx2 {
     #[inline(always)]
-    unsafe fn ge_u8(x: &[u8; 64], cut: &[u8; 64]) -> u64 {
-        let half = |o: usize| {
-            let (a, c) = (load256(&x[o..]), load256(&cut[o..]));
+    unsafe fn ge_u8_each(x: &[u8; 64], cuts: &[[u8; 64]], mut emit: impl FnMut(usize, u64)) {
+        let (lo, hi) = (load256(&x[..32]), load256(&x[32..]));
+        for (t, cut) in cuts.iter().enumerate() {
             // x >= cut exactly when max(x, cut) == x (unsigned).
-            _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(a, c), a)) as u32 as u64
-        };
-        half(0) | half(32) << 32
+            let ge = |a, c| _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(a, c), a)) as u32 as u64;
+            emit(t, ge(lo, load256(&cut[..32])) | ge(hi, load256(&cut[32..])) << 32);
+        }
     }
     #[inline(always)]
-    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, u64) {
-        let half = |o: usize| {
-            let a = load256(&x[o..]);
-            // As in the SSE2 version: bit 0 of each byte shifted to its bit 7.
-            let bits = _mm256_movemask_epi8(_mm256_slli_epi16::<7>(a)) as u32 as u64;
-            let bad = _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(a, _mm256_set1_epi8(2)), a)) as u32 as u64;
-            (bits, bad)
-        };
-        let ((bits_lo, bad_lo), (bits_hi, bad_hi)) = (half(0), half(32));
-        (bits_lo | bits_hi << 32, bad_lo | bad_hi << 32)
+    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, bool) {
+        let (lo, hi) = (load256(&x[..32]), load256(&x[32..]));
+        // As in the SSE2 version: bit 0 of each byte shifted to its bit 7.
+        let bits = |a| _mm256_movemask_epi8(_mm256_slli_epi16::<7>(a)) as u32 as u64;
+        (bits(lo) | bits(hi) << 32, _mm256_testz_si256(_mm256_or_si256(lo, hi), _mm256_set1_epi8(-2)) == 0)
     }
     #[inline(always)]
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
@@ -175,13 +171,16 @@ pub(crate) struct Avx512;
 #[cfg(target_arch = "x86_64")]
 impl Simd for Avx512 {
     #[inline(always)]
-    unsafe fn ge_u8(x: &[u8; 64], cut: &[u8; 64]) -> u64 {
-        _mm512_cmpge_epu8_mask(load512(x), load512(cut))
+    unsafe fn ge_u8_each(x: &[u8; 64], cuts: &[[u8; 64]], mut emit: impl FnMut(usize, u64)) {
+        let a = load512(x);
+        for (t, cut) in cuts.iter().enumerate() {
+            emit(t, _mm512_cmpge_epu8_mask(a, load512(cut)));
+        }
     }
     #[inline(always)]
-    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, u64) {
+    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, bool) {
         let a = load512(x);
-        (_mm512_test_epi8_mask(a, _mm512_set1_epi8(1)), _mm512_cmpgt_epu8_mask(a, _mm512_set1_epi8(1)))
+        (_mm512_test_epi8_mask(a, _mm512_set1_epi8(1)), _mm512_test_epi8_mask(a, _mm512_set1_epi8(-2)) != 0)
     }
     #[inline(always)]
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
@@ -218,13 +217,17 @@ pub(crate) struct Neon;
 #[cfg(target_arch = "aarch64")]
 impl Simd for Neon {
     #[inline(always)]
-    unsafe fn ge_u8(x: &[u8; 64], cut: &[u8; 64]) -> u64 {
-        movemask64(std::array::from_fn(|k| vcgeq_u8(vld1q_u8(x[16 * k..].as_ptr()), vld1q_u8(cut[16 * k..].as_ptr()))))
+    unsafe fn ge_u8_each(x: &[u8; 64], cuts: &[[u8; 64]], mut emit: impl FnMut(usize, u64)) {
+        let a: [uint8x16_t; 4] = std::array::from_fn(|k| vld1q_u8(x[16 * k..].as_ptr()));
+        for (t, cut) in cuts.iter().enumerate() {
+            emit(t, movemask64(std::array::from_fn(|k| vcgeq_u8(a[k], vld1q_u8(cut[16 * k..].as_ptr())))));
+        }
     }
     #[inline(always)]
-    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, u64) {
-        let a: [uint8x16_t; 4] = std::array::from_fn(|k| vld1q_u8(x[16 * k..].as_ptr()));
-        (movemask64(a.map(|v| vtstq_u8(v, vdupq_n_u8(1)))), movemask64(a.map(|v| vcgtq_u8(v, vdupq_n_u8(1)))))
+    unsafe fn bits_u8(x: &[u8; 64]) -> (u64, bool) {
+        let [a, b, c, d]: [uint8x16_t; 4] = std::array::from_fn(|k| vld1q_u8(x[16 * k..].as_ptr()));
+        let any = vorrq_u8(vorrq_u8(a, b), vorrq_u8(c, d));
+        (movemask64([a, b, c, d].map(|v| vtstq_u8(v, vdupq_n_u8(1)))), vmaxvq_u8(any) > 1)
     }
     #[inline(always)]
     unsafe fn gt_f32(x: &[f32; 64], t: &[f32; 64]) -> u64 {
@@ -278,12 +281,23 @@ mod tests {
     #[test]
     fn implementations_agree() {
         let mut rng = SplitMix64::new(11);
-        for _ in 0..200 {
-            let x: [u8; 64] = std::array::from_fn(|_| match rng.next_u64() % 4 {
-                0 => (rng.next_u64() % 3) as u8, // 0, 1 and the smallest non-bit
-                _ => (rng.next_u64() % 256) as u8,
-            });
-            let cut: [u8; 64] = std::array::from_fn(|_| (rng.next_u64() % 256) as u8);
+        for _ in 0..400 {
+            // Half the rows are valid bits but for at most one byte, which may be any value: the validity check
+            // sees single bad bytes in every position.
+            let x: [u8; 64] = if rng.next_u64().is_multiple_of(2) {
+                let mut x: [u8; 64] = std::array::from_fn(|_| (rng.next_u64() % 2) as u8);
+                if rng.next_u64().is_multiple_of(2) {
+                    x[(rng.next_u64() % 64) as usize] = (rng.next_u64() % 256) as u8;
+                }
+                x
+            } else {
+                std::array::from_fn(|_| match rng.next_u64() % 4 {
+                    0 => (rng.next_u64() % 3) as u8, // 0, 1 and the smallest non-bit
+                    _ => (rng.next_u64() % 256) as u8,
+                })
+            };
+            let cuts: Vec<[u8; 64]> =
+                (0..rng.next_u64() % 4).map(|_| std::array::from_fn(|_| (rng.next_u64() % 256) as u8)).collect();
             let f: [f32; 64] = std::array::from_fn(|i| match rng.next_u64() % 7 {
                 0 => f32::NAN,
                 1 => f32::INFINITY,
@@ -293,32 +307,51 @@ mod tests {
             // SAFETY: the portable implementation runs anywhere; the others only where supported.
             unsafe {
                 let expected = (
-                    mask(|i| x[i] >= cut[i]),
-                    (mask(|i| x[i] & 1 != 0), mask(|i| x[i] > 1)),
+                    cuts.iter().map(|cut| mask(|i| x[i] >= cut[i])).collect::<Vec<_>>(),
+                    (mask(|i| x[i] & 1 != 0), x.iter().any(|&b| b > 1)),
                     mask(|i| f[i] > t[i]),
                     mask(|i| f[i].is_nan()),
                 );
-                let got =
-                    (Portable::ge_u8(&x, &cut), Portable::bits_u8(&x), Portable::gt_f32(&f, &t), Portable::nan_f32(&f));
+                let got = (
+                    ge_each::<Portable>(&x, &cuts),
+                    Portable::bits_u8(&x),
+                    Portable::gt_f32(&f, &t),
+                    Portable::nan_f32(&f),
+                );
                 assert_eq!(got, expected);
                 #[cfg(target_arch = "aarch64")]
                 {
-                    let got = (Neon::ge_u8(&x, &cut), Neon::bits_u8(&x), Neon::gt_f32(&f, &t), Neon::nan_f32(&f));
+                    let got = (ge_each::<Neon>(&x, &cuts), Neon::bits_u8(&x), Neon::gt_f32(&f, &t), Neon::nan_f32(&f));
                     assert_eq!(got, expected);
                 }
                 #[cfg(target_arch = "x86_64")]
                 {
                     if crate::Isa::Avx2.is_supported() {
-                        let got = (Avx2::ge_u8(&x, &cut), Avx2::bits_u8(&x), Avx2::gt_f32(&f, &t), Avx2::nan_f32(&f));
+                        let got =
+                            (ge_each::<Avx2>(&x, &cuts), Avx2::bits_u8(&x), Avx2::gt_f32(&f, &t), Avx2::nan_f32(&f));
                         assert_eq!(got, expected);
                     }
                     if crate::Isa::Avx512.is_supported() {
-                        let got =
-                            (Avx512::ge_u8(&x, &cut), Avx512::bits_u8(&x), Avx512::gt_f32(&f, &t), Avx512::nan_f32(&f));
+                        let got = (
+                            ge_each::<Avx512>(&x, &cuts),
+                            Avx512::bits_u8(&x),
+                            Avx512::gt_f32(&f, &t),
+                            Avx512::nan_f32(&f),
+                        );
                         assert_eq!(got, expected);
                     }
                 }
             }
         }
+    }
+
+    /// `ge_u8_each`'s masks in order, checking that each threshold is emitted once, in order.
+    unsafe fn ge_each<S: Simd>(x: &[u8; 64], cuts: &[[u8; 64]]) -> Vec<u64> {
+        let mut masks = Vec::new();
+        S::ge_u8_each(x, cuts, |t, bits| {
+            assert_eq!(t, masks.len(), "thresholds in order");
+            masks.push(bits);
+        });
+        masks
     }
 }
