@@ -172,7 +172,8 @@ pub(crate) struct Encoding<'a> {
 enum Source<'a> {
     Bits(Matrix<'a, u8>),
     Packed(Packed<'a>),
-    /// Cuts (`x >= cut`); a cut of 256 (never reached) is stored as 255 and its bit routed to `zero_slots`.
+    /// The cuts (`x >= cut`, 256 where no byte reaches it), and the same as the bytes compared (256 clamped to 255:
+    /// those bits are routed to `zero_slots` instead of read from the comparison).
     U8(Matrix<'a, u8>, Vec<[u16; 64]>, Vec<[u8; 64]>),
     /// Thresholds (`x > t`); padding lanes compare with +inf.
     F32(Matrix<'a, f32>, Vec<[f32; 64]>),
