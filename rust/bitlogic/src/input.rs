@@ -172,9 +172,9 @@ pub(crate) struct Encoding<'a> {
 enum Source<'a> {
     Bits(Matrix<'a, u8>),
     Packed(Packed<'a>),
-    /// The cuts (`x >= cut`, 256 where no byte reaches it), and the same as the bytes compared (256 clamped to 255:
-    /// those bits are routed to `zero_slots` instead of read from the comparison).
-    U8(Matrix<'a, u8>, Vec<[u16; 64]>, Vec<[u8; 64]>),
+    /// Cuts (`x >= cut`). A cut of 256, which no byte reaches, is compared as 255: [`Encoding::route`] sends those
+    /// bits to `zero_slots` instead of reading them from the comparison.
+    U8(Matrix<'a, u8>, Vec<[u8; 64]>),
     /// Thresholds (`x > t`); padding lanes compare with +inf.
     F32(Matrix<'a, f32>, Vec<[f32; 64]>),
     F64(Matrix<'a, f64>, Vec<[f64; 64]>),
@@ -200,9 +200,8 @@ impl<'a> Encoding<'a> {
                 (Source::F64(m, chunked(t, f64::INFINITY, |x| x as f64)), t.num_features(), "features")
             }
             (Encoder::Thresholds(t), Input::U8(m)) => {
-                let cuts: Vec<[u16; 64]> = chunked(t, 256, u8_cut);
-                let bytes = cuts.iter().map(|c| c.map(|x| x.min(255) as u8)).collect();
-                (Source::U8(m, cuts, bytes), t.num_features(), "features")
+                let cuts = chunked(t, 255, |x| u8_cut(x).min(255) as u8);
+                (Source::U8(m, cuts), t.num_features(), "features")
             }
         };
         if input.cols() != expected {
@@ -246,6 +245,10 @@ impl<'a> Encoding<'a> {
         self.dest = match (encoder, &self.source) {
             (Encoder::Thresholds(t), Source::U8(..) | Source::F32(..) | Source::F64(..)) => {
                 let per = t.per_feature();
+                // From uint8 features, a bit whose threshold no byte exceeds is 0 for every sample.
+                let always_zero = |f: usize, k: usize| {
+                    matches!(self.source, Source::U8(..)) && u8_cut(t.thresholds()[f * per + k]) > 255
+                };
                 let mut dest = vec![u32::MAX; chunks * per * 64];
                 for c in 0..chunks {
                     for (j, f) in (0..64).filter_map(|j| Some((j, column(c, j)?))) {
@@ -254,11 +257,10 @@ impl<'a> Encoding<'a> {
                         }
                         for k in 0..per {
                             let slot = slot_of_bit[t.bit_index(f, k)];
-                            match &self.source {
-                                Source::U8(_, cuts, _) if cuts[c * per + k][j] > 255 && slot != u32::MAX => {
-                                    self.zero_slots.push(slot)
-                                }
-                                _ => dest[(c * per + k) * 64 + j] = slot,
+                            if slot == u32::MAX || !always_zero(f, k) {
+                                dest[(c * per + k) * 64 + j] = slot;
+                            } else {
+                                self.zero_slots.push(slot);
                             }
                         }
                     }
@@ -327,7 +329,7 @@ impl<'a> Encoding<'a> {
                     None => Error::Input(format!("sample {r}: input bits must be 0 or 1")),
                 },
             ),
-            Source::U8(m, _, cuts) => self.encode_rows::<W, u8>(
+            Source::U8(m, cuts) => self.encode_rows::<W, u8>(
                 m,
                 start,
                 planes,
@@ -376,8 +378,10 @@ impl<'a> Encoding<'a> {
 
     /// Runs `compare(chunk, values, blocks, s, w)` on every sample of the block and every window of 64 values (see
     /// [`windows`]), which writes row `s`, lane `w` of the chunk's block for each threshold and returns a nonzero
-    /// value when some value is invalid; then transposes the blocks into the planes. Samples are read one after the other, each row from start to end, so a C-ordered input streams
-    /// through memory once. A row with an invalid value fails with `invalid(sample, row)`.
+    /// value when some value is invalid; then transposes the blocks into the planes. Samples are visited lane by lane
+    /// (sample `s` of each of the `W` words, then `s + 1`), so each 64-byte row of a block is written in one burst
+    /// rather than a word at a time, 64 samples apart; a C-ordered input is then read as `W` streams of consecutive
+    /// rows, each row from start to end. A row with an invalid value fails with `invalid(sample, row)`.
     #[inline(always)]
     fn encode_rows<const W: usize, X: Copy + Default>(
         &self,
@@ -474,7 +478,8 @@ fn windows(cols: usize) -> Vec<(usize, u32)> {
         .collect()
 }
 
-/// How many samples ahead the encoder asks for rows: enough to cover the memory latency of a streamed input.
+/// How many rows ahead, within the run of consecutive rows a lane reads, the encoder asks for a row: visited `W`
+/// samples apart (see `encode_rows`), enough to cover the memory latency of a streamed input.
 const PREFETCH_ROWS: usize = 4;
 
 /// Asks the CPU to start loading row `r` into the cache (a hint: nothing happens past the end).
