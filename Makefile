@@ -15,10 +15,12 @@ run: build
 	mkdir -p build
 	$(PY) -m bitlogic train --dataset digits --preset logic-small --epochs 40 --output build/digits.bitlogic --checkpoint build/digits.ckpt
 
+# --no-cache-dir: torch's CUDA build and its libraries are about 3.5 GB of wheels; a copy kept in pip's cache beside
+# the 5.7 GB they unpack into would nearly double what a fresh machine needs on disk.
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
+	$(PY) -m pip install --quiet --no-cache-dir -r requirements-dev.txt
 	touch $@
 
 setup: $(VENV)/.installed
