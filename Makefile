@@ -15,8 +15,8 @@ run: build
 	mkdir -p build
 	$(PY) -m bitlogic train --dataset digits --preset logic-small --epochs 40 --output build/digits.bitlogic --checkpoint build/digits.ckpt
 
-# --no-cache-dir: torch's CUDA build and its libraries are about 3.5 GB of wheels; a copy kept in pip's cache beside
-# the 5.7 GB they unpack into would nearly double what a fresh machine needs on disk.
+# --no-cache-dir: the pinned tools come as 2.9 GB of wheels (nearly all of it torch's CUDA build and its libraries),
+# which pip's cache would otherwise keep beside the 5.7 GB they unpack into.
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip

@@ -234,11 +234,11 @@ impl<'a> Encoding<'a> {
         for (slot, &bit) in input_bits.iter().enumerate() {
             slot_of_bit[bit as usize] = slot as u32;
         }
-        // Lane `j` of chunk `c` compares column `lo + j` of its window; lanes below `shift` repeat the previous
+        // Lane `j` of chunk `c` compares column `lo + j` of its window; lanes below `repeated` repeat the previous
         // chunk's columns and are not routed.
         let column = |c: usize, j: usize| {
-            let (lo, shift) = self.windows[c];
-            (j >= shift as usize).then_some(lo + j)
+            let (lo, repeated) = self.windows[c];
+            (j >= repeated as usize).then_some(lo + j)
         };
         let chunks = self.windows.len();
         self.zero_slots.clear();
@@ -459,11 +459,11 @@ fn nan_error(r: usize, feature: Option<usize>) -> Error {
     }
 }
 
-/// The window of 64 values the encoder compares for each chunk of 64 columns, as `(first column, shift)`: lane `j`
-/// of the chunk's masks is column `first + j`. Full chunks are read in place (shift 0). A last, partial chunk is read
-/// as the 64 values that end the row, whose first `shift` lanes repeat columns of the chunk before and are simply
-/// not routed to any slot: no copy into a padded buffer (a failed store-to-load forward per sample) and no shift per
-/// sample. Rows shorter than 64 are padded instead (window at 0, shift 0).
+/// The window of 64 values the encoder compares for each chunk of 64 columns, as `(first column, repeated lanes)`:
+/// lane `j` of the chunk's masks is column `first + j`. Full chunks are read in place (none repeated). A last, partial
+/// chunk is read as the 64 values that end the row, whose first `repeated` lanes repeat columns of the chunk before
+/// and are simply not routed to any slot: no copy into a padded buffer (a failed store-to-load forward per sample)
+/// and no shift per sample. Rows shorter than 64 are padded instead (window at 0, none repeated).
 fn windows(cols: usize) -> Vec<(usize, u32)> {
     (0..cols.div_ceil(64))
         .map(|c| {
