@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bitlogic.errors import ExportError
 from bitlogic.network import Network
 from bitlogic.nn.binary import BinaryLinear, Sign
 from bitlogic.nn.encoders import DistributiveThermometer, Thermometer
@@ -16,12 +17,10 @@ from bitlogic.nn.logic import LogicLayer
 from bitlogic.nn.lut import LUTLayer
 from bitlogic.spec import BinaryLayer, BitsEncoder, Encoder, GateLayer, Layer, LutLayer, ThresholdEncoder
 
+__all__ = ["ExportError", "binary_thresholds", "compile_model"]
+
 #: Modules that are the identity in eval() and are skipped.
 _TRANSPARENT = (nn.Identity, nn.Dropout)
-
-
-class ExportError(ValueError):
-    """A model that ``bitlogic.compile`` cannot turn into a network; the message names the layer and why."""
 
 
 def _flatten(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bitlogic.errors import CheckpointError
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
@@ -61,10 +63,6 @@ Schedule = Literal["onecycle", "cosine"]
 PathLike = str | os.PathLike[str]
 
 logger = logging.getLogger("bitlogic.training")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, or does not fit the model / settings it is resumed with."""
 
 
 class TrainingData(Protocol):

@@ -17,7 +17,7 @@ import os
 import warnings
 from typing import TYPE_CHECKING
 
-from bitlogic._native import CudaError, KernelCompileError
+from bitlogic.errors import CudaError, KernelCompileError
 
 if TYPE_CHECKING:
     import torch

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from bitlogic._native import CudaError
+from bitlogic.errors import CudaError
 
 _LIBRARY = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
 

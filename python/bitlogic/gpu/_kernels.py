@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from bitlogic import _native
-from bitlogic._native import CudaError
+from bitlogic.errors import CudaError
 from bitlogic.gpu import _cache
 from bitlogic.gpu._driver import driver
 from bitlogic.gpu._nvrtc import Nvrtc, nvrtc

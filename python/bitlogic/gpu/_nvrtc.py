@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bitlogic._native import CudaError, KernelCompileError
+from bitlogic.errors import CudaError, KernelCompileError
 
 _LINUX_NAME = re.compile(r"^libnvrtc\.so(\.(\d+)(\.\d+)*)?$")
 _WINDOWS_NAME = re.compile(r"^nvrtc64_(\d+)\w*\.dll$")
