@@ -1,4 +1,6 @@
-//! Bit-matrix helpers shared by the encoder and the binary layer.
+//! Bit-matrix helpers shared by the encoder and the binary layer, and the packing of 0/1 rows into `u64` words.
+
+use crate::error::{Error, Result};
 
 /// Transposes a 64 x 64 bit matrix in place: afterwards bit `i` of `m[j]` is what bit `j` of `m[i]` was.
 ///
@@ -44,10 +46,41 @@ pub fn transpose64_lanes<const W: usize>(m: &mut [[u64; W]; 64]) {
     }
 }
 
+/// Packs rows of `row_len` 0/1 bytes into rows of `ceil(row_len / 64)` words (bit `j` of a row is bit `j % 64` of
+/// word `j / 64`).
+pub(crate) fn pack_bits(bits: &[u8], row_len: usize, what: &str) -> Result<Vec<u64>> {
+    if !bits.len().is_multiple_of(row_len) {
+        return Err(Error::Network(format!(
+            "{what}: {} values is not a multiple of the row length {row_len}",
+            bits.len()
+        )));
+    }
+    let words = row_len.div_ceil(64);
+    let mut packed = vec![0u64; bits.len() / row_len * words];
+    for (row, dst) in bits.chunks_exact(row_len).zip(packed.chunks_exact_mut(words)) {
+        for (j, &bit) in row.iter().enumerate() {
+            if bit > 1 {
+                return Err(Error::Network(format!("{what}: value {bit}, expected 0 or 1")));
+            }
+            dst[j / 64] |= (bit as u64) << (j % 64);
+        }
+    }
+    Ok(packed)
+}
+
+/// The inverse of [`pack_bits`].
+pub(crate) fn unpack_bits(words: &[u64], row_len: usize) -> Vec<u8> {
+    let per_row = row_len.div_ceil(64);
+    words
+        .chunks_exact(per_row)
+        .flat_map(|row| (0..row_len).map(move |j| ((row[j / 64] >> (j % 64)) & 1) as u8))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SplitMix64;
+    use crate::rng::SplitMix64;
 
     #[test]
     fn transpose_matches_naive() {

@@ -9,103 +9,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 
+use crate::compiler::program::Program;
 use crate::error::{Error, Result};
 use crate::exec::{self, CachedScratch, Scratch};
 use crate::input::{Encoding, Input};
-use crate::network::Network;
-use crate::program::Program;
+use crate::isa::Isa;
+use crate::model::network::Network;
 #[cfg(target_arch = "aarch64")]
 use crate::simd::Neon;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{Avx2, Avx512};
 use crate::simd::{Portable, Simd};
-
-/// An instruction-set path of the evaluator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Isa {
-    /// Plain Rust compiled for the crate's baseline target (SSE2 intrinsics on x86-64, the compiler's own
-    /// vectorization on aarch64).
-    Portable,
-    /// aarch64 with NEON (Advanced SIMD) intrinsics.
-    Neon,
-    /// x86-64 with AVX2, BMI2 and POPCNT.
-    Avx2,
-    /// x86-64 with AVX-512 (F, BW, VL, VPOPCNTDQ).
-    Avx512,
-}
-
-impl Isa {
-    /// Every path, slowest first within each architecture.
-    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Neon, Isa::Avx2, Isa::Avx512];
-
-    /// The name used by `BITLOGIC_ISA`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Isa::Portable => "portable",
-            Isa::Neon => "neon",
-            Isa::Avx2 => "avx2",
-            Isa::Avx512 => "avx512",
-        }
-    }
-
-    /// Parses a name of [`Isa::name`].
-    pub fn from_name(name: &str) -> Result<Isa> {
-        Isa::ALL.into_iter().find(|isa| isa.name() == name.trim().to_ascii_lowercase()).ok_or_else(|| {
-            let names: Vec<&str> = Isa::ALL.iter().map(|isa| isa.name()).collect();
-            Error::Setting(format!("unknown instruction set {name:?}; expected one of {}", names.join(", ")))
-        })
-    }
-
-    /// Whether this CPU can run the path.
-    pub fn is_supported(self) -> bool {
-        match self {
-            Isa::Portable => true,
-            #[cfg(target_arch = "aarch64")]
-            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => {
-                is_x86_feature_detected!("avx2")
-                    && is_x86_feature_detected!("bmi2")
-                    && is_x86_feature_detected!("popcnt")
-            }
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => {
-                is_x86_feature_detected!("avx512f")
-                    && is_x86_feature_detected!("avx512bw")
-                    && is_x86_feature_detected!("avx512vl")
-                    && is_x86_feature_detected!("avx512vpopcntdq")
-                    && is_x86_feature_detected!("popcnt")
-            }
-            // The other architectures' paths.
-            _ => false,
-        }
-    }
-
-    /// The paths this CPU supports.
-    pub fn supported() -> Vec<Isa> {
-        Isa::ALL.into_iter().filter(|isa| isa.is_supported()).collect()
-    }
-
-    /// The path used when none is asked for: `BITLOGIC_ISA` if set, else the fastest supported one.
-    pub fn default_for_machine() -> Result<Isa> {
-        static CHOSEN: OnceLock<std::result::Result<Isa, String>> = OnceLock::new();
-        CHOSEN
-            .get_or_init(|| match std::env::var("BITLOGIC_ISA") {
-                Ok(name) => Isa::from_name(&name).and_then(Isa::check).map_err(|e| format!("BITLOGIC_ISA: {e}")),
-                Err(_) => Ok(*Isa::supported().last().unwrap_or(&Isa::Portable)),
-            })
-            .clone()
-            .map_err(Error::Setting)
-    }
-
-    fn check(self) -> Result<Isa> {
-        if self.is_supported() {
-            Ok(self)
-        } else {
-            Err(Error::Setting(format!("this CPU does not support the {} instruction set", self.name())))
-        }
-    }
-}
 
 /// How to evaluate a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,7 +116,7 @@ impl Network {
             Some(n) => Some(thread_pool(n)?),
             None => Some(Arc::clone(global_pool())),
         };
-        let program = self.program(options.optimize)?;
+        let program = self.compiled(options.optimize)?;
         encoding.route(self.encoder(), &program.input_bits);
         let job = Job { program, encoding: &encoding, isa, pool: pool.as_deref() };
         // The widest block whose working set fits the budget, and no wider than the batch needs.

@@ -9,8 +9,8 @@ use std::any::Any;
 use std::cell::RefCell;
 
 use crate::bits::{transpose64, transpose64_lanes};
+use crate::compiler::program::{BinaryStep, ClassSum, Program, Step};
 use crate::input::Block;
-use crate::program::{BinaryStep, ClassSum, Program, Step};
 
 /// Working memory of one evaluating thread.
 pub(crate) struct Scratch<const W: usize> {

@@ -4,19 +4,21 @@
 //! The reader trusts nothing: the safetensors layer checks that every tensor lies inside the file, the description is
 //! parsed strictly (unknown keys and kinds are errors), every expected shape is computed from the description and
 //! compared with the tensor *before* anything is allocated, and the network constructors check every value.
+//!
+//! This module is the container: header, metadata, version and description. Each layer kind reads and writes its
+//! own tensors (`model/gates.rs`, `model/luts.rs`, `model/binary.rs`) through the helpers of `tensors`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::network::{
-    BinaryLayer, BitOrder, Encoder, GateLayer, Layer, LutLayer, Network, ThresholdEncoder, MAX_ARITY,
-};
+use crate::model::{BitOrder, Encoder, Layer, Network, ThresholdEncoder};
+use crate::tensors::{check_keys, le_values, LayerEntry, TensorBuffers, Tensors};
 
 /// Value of the `format` metadata key.
 pub const FORMAT_NAME: &str = "bitlogic";
@@ -77,22 +79,6 @@ struct HeadDesc {
     tau: f64,
 }
 
-/// Which optional keys a kind requires; every other optional key must be absent.
-fn check_keys(what: &str, kind: &str, present: &[(&str, bool)], required: &[&str]) -> Result<()> {
-    for (key, is_present) in present {
-        let needed = required.contains(key);
-        if needed && !is_present {
-            return Err(Error::Format(format!("network description: {what} of kind {kind:?} needs the key `{key}`")));
-        }
-        if !needed && *is_present {
-            return Err(Error::Format(format!(
-                "network description: {what} of kind {kind:?} does not take the key `{key}`"
-            )));
-        }
-    }
-    Ok(())
-}
-
 impl Network {
     /// Reads a network file.
     pub fn load(path: impl AsRef<Path>) -> Result<Network> {
@@ -133,18 +119,18 @@ impl Network {
 
     /// Serializes the network into the bytes of a network file.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut buffers = TensorBuffers::default();
         let encoder = match &self.encoder() {
             Encoder::Bits { num_inputs } => {
                 EncoderDesc { kind: "bits".into(), num_inputs: Some(*num_inputs as u32), ..Default::default() }
             }
             Encoder::Thresholds(t) => {
-                buffers.push((
+                buffers.push(
                     "encoder.thresholds".into(),
                     Dtype::F32,
                     vec![t.num_features(), t.per_feature()],
                     t.thresholds().iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ));
+                );
                 EncoderDesc {
                     kind: "thresholds".into(),
                     num_features: Some(t.num_features() as u32),
@@ -157,37 +143,12 @@ impl Network {
                 }
             }
         };
-        let mut layers = Vec::with_capacity(self.layers().len());
-        for (i, layer) in self.layers().iter().enumerate() {
-            let width = layer.width() as u32;
-            let sources = vec![i as u32];
-            let name = |suffix: &str| format!("layers.{i}.{suffix}");
-            match layer {
-                Layer::Gates(l) => {
-                    let wires = l.inputs().iter().flatten().flat_map(|w| w.to_le_bytes()).collect();
-                    buffers.push((name("inputs"), Dtype::U32, vec![l.width(), 2], wires));
-                    buffers.push((name("ops"), Dtype::U8, vec![l.width()], l.ops().to_vec()));
-                    layers.push(LayerDesc { kind: "gates".into(), width, arity: None, sources });
-                }
-                Layer::Luts(l) => {
-                    let wires = l.inputs().iter().flat_map(|w| w.to_le_bytes()).collect();
-                    buffers.push((name("inputs"), Dtype::U32, vec![l.width(), l.arity()], wires));
-                    let row_bytes = (1usize << l.arity()).div_ceil(8);
-                    let words = LutLayer::words_per_table(l.arity());
-                    let tables = pack_rows(l.tables(), words, row_bytes);
-                    buffers.push((name("tables"), Dtype::U8, vec![l.width(), row_bytes], tables));
-                    layers.push(LayerDesc { kind: "luts".into(), width, arity: Some(l.arity() as u32), sources });
-                }
-                Layer::Binary(l) => {
-                    let row_bytes = l.num_inputs().div_ceil(8);
-                    let weights = pack_rows(l.weights(), l.words_per_row(), row_bytes);
-                    buffers.push((name("weights"), Dtype::U8, vec![l.width(), row_bytes], weights));
-                    let thresholds = l.thresholds().iter().flat_map(|t| t.to_le_bytes()).collect();
-                    buffers.push((name("thresholds"), Dtype::I32, vec![l.width()], thresholds));
-                    layers.push(LayerDesc { kind: "binary".into(), width, arity: None, sources });
-                }
-            }
-        }
+        let layers = (self.layers().iter().enumerate())
+            .map(|(i, layer)| {
+                let arity = layer.write(i, &mut buffers);
+                LayerDesc { kind: layer.kind().into(), width: layer.width() as u32, arity, sources: vec![i as u32] }
+            })
+            .collect();
         let description = Description {
             encoder,
             layers,
@@ -201,8 +162,8 @@ impl Network {
             ("format_version".to_string(), FORMAT_VERSION.to_string()),
             ("network".to_string(), json),
         ]);
-        let mut views = Vec::with_capacity(buffers.len());
-        for (name, dtype, shape, data) in &buffers {
+        let mut views = Vec::with_capacity(buffers.0.len());
+        for (name, dtype, shape, data) in &buffers.0 {
             let view = TensorView::new(*dtype, shape.clone(), data)
                 .map_err(|e| Error::Format(format!("tensor {name}: {e}")))?;
             views.push((name.as_str(), view));
@@ -321,28 +282,6 @@ fn parse_version(version: &str) -> Option<u64> {
     (digits(major) && digits(minor)).then(|| major.parse().ok())?
 }
 
-/// Looks up tensors by name, checking dtype and shape, and counts how many were used.
-struct Tensors<'a> {
-    header: &'a Metadata,
-    data: &'a [u8],
-    used: usize,
-}
-
-impl<'a> Tensors<'a> {
-    fn get(&mut self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<&'a [u8]> {
-        let info = self.header.info(name).ok_or_else(|| Error::Format(format!("tensor `{name}` is missing")))?;
-        if info.dtype != dtype {
-            return Err(Error::Format(format!("tensor `{name}` has dtype {:?}, expected {dtype:?}", info.dtype)));
-        }
-        if info.shape != shape {
-            return Err(Error::Format(format!("tensor `{name}` has shape {:?}, expected {shape:?}", info.shape)));
-        }
-        self.used += 1;
-        let (begin, end) = info.data_offsets;
-        Ok(&self.data[begin..end])
-    }
-}
-
 fn build(description: Description, tensors: &mut Tensors<'_>) -> Result<Network> {
     let e = &description.encoder;
     let present = [
@@ -380,9 +319,6 @@ fn build(description: Description, tensors: &mut Tensors<'_>) -> Result<Network>
     let mut layers = Vec::with_capacity(description.layers.len());
     let mut input_width = encoder.num_bits();
     for (i, desc) in description.layers.into_iter().enumerate() {
-        let name = |suffix: &str| format!("layers.{i}.{suffix}");
-        let what = format!("`layers[{i}]`");
-        let width = desc.width as usize;
         if desc.sources.as_slice() != [i as u32] {
             return Err(Error::Format(format!(
                 "network description: `layers[{i}].sources` is {:?}, but format {FORMAT_VERSION} requires [{i}] \
@@ -390,45 +326,16 @@ fn build(description: Description, tensors: &mut Tensors<'_>) -> Result<Network>
                 desc.sources
             )));
         }
-        let arity_present = [("arity", desc.arity.is_some())];
-        let layer = match desc.kind.as_str() {
-            "gates" => {
-                check_keys(&what, "gates", &arity_present, &[])?;
-                let wires = le_values(tensors.get(&name("inputs"), Dtype::U32, &[width, 2])?, u32::from_le_bytes);
-                let ops = tensors.get(&name("ops"), Dtype::U8, &[width])?.to_vec();
-                let pairs = wires.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
-                GateLayer::new(pairs, ops).map(Layer::Gates)
-            }
-            "luts" => {
-                check_keys(&what, "luts", &arity_present, &["arity"])?;
-                let arity = desc.arity.unwrap_or(0) as usize;
-                if !(1..=MAX_ARITY).contains(&arity) {
-                    return Err(Error::Format(format!(
-                        "network description: `layers[{i}].arity` is {arity}, expected 1..={MAX_ARITY}"
-                    )));
-                }
-                let wires = le_values(tensors.get(&name("inputs"), Dtype::U32, &[width, arity])?, u32::from_le_bytes);
-                let row_bytes = (1usize << arity).div_ceil(8);
-                let packed = tensors.get(&name("tables"), Dtype::U8, &[width, row_bytes])?;
-                let tables = unpack_rows(packed, row_bytes, LutLayer::words_per_table(arity));
-                LutLayer::new(arity, wires, tables).map(Layer::Luts)
-            }
-            "binary" => {
-                check_keys(&what, "binary", &arity_present, &[])?;
-                let row_bytes = input_width.div_ceil(8);
-                let packed = tensors.get(&name("weights"), Dtype::U8, &[width, row_bytes])?;
-                let thresholds = le_values(tensors.get(&name("thresholds"), Dtype::I32, &[width])?, i32::from_le_bytes);
-                let weights = unpack_rows(packed, row_bytes, input_width.div_ceil(64));
-                BinaryLayer::new(input_width, weights, thresholds).map(Layer::Binary)
-            }
-            other => {
-                return Err(Error::Format(format!(
-                    "network description: `layers[{i}].kind` is {other:?}, expected \"gates\", \"luts\" or \
-                     \"binary\" (this reader implements format {FORMAT_VERSION})"
-                )))
-            }
-        }
-        .map_err(|e| match e {
+        let entry = LayerEntry { index: i, width: desc.width as usize, arity: desc.arity, input_width };
+        let Some(layer) = Layer::read(&desc.kind, &entry, tensors) else {
+            return Err(Error::Format(format!(
+                "network description: `layers[{i}].kind` is {:?}, expected {} (this reader implements format \
+                 {FORMAT_VERSION})",
+                desc.kind,
+                quoted_list(&Layer::KINDS)
+            )));
+        };
+        let layer = layer.map_err(|e| match e {
             Error::Network(m) if !m.starts_with("layer ") => Error::Format(format!("layer {i}: {m}")),
             e => e.into_format(),
         })?;
@@ -448,29 +355,14 @@ fn build(description: Description, tensors: &mut Tensors<'_>) -> Result<Network>
         .map_err(Error::into_format)
 }
 
-fn le_values<T, const N: usize>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
-    bytes.chunks_exact(N).map(|c| from(c.try_into().expect("chunks_exact yields N bytes"))).collect()
-}
-
-/// Bit-packed rows of `row_bytes` little-endian bytes into rows of `words` u64 words.
-fn unpack_rows(bytes: &[u8], row_bytes: usize, words: usize) -> Vec<u64> {
-    let rows = bytes.len().checked_div(row_bytes).unwrap_or(0);
-    let mut out = vec![0u64; rows * words];
-    for (row, dst) in bytes.chunks_exact(row_bytes).zip(out.chunks_exact_mut(words)) {
-        for (b, &byte) in row.iter().enumerate() {
-            dst[b / 8] |= (byte as u64) << (8 * (b % 8));
-        }
+/// `"a", "b" or "c"`.
+fn quoted_list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
-    out
-}
-
-/// The inverse of [`unpack_rows`].
-fn pack_rows(words: &[u64], words_per_row: usize, row_bytes: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(words.len() / words_per_row.max(1) * row_bytes);
-    for row in words.chunks_exact(words_per_row) {
-        out.extend((0..row_bytes).map(|b| (row[b / 8] >> (8 * (b % 8))) as u8));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -484,16 +376,5 @@ mod tests {
         for bad in ["1", "1.", ".0", "1.0.0", "a.b", "+1.0", "1.-1", " 1.0", "99999999999.0"] {
             assert_eq!(parse_version(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn packing_round_trips() {
-        let words = vec![0x0123_4567_89ab_cdef_u64, 0x0000_0000_0000_00ff, 0xdead_beef, 0x1];
-        let packed = pack_rows(&words, 2, 9);
-        assert_eq!(packed.len(), 18);
-        assert_eq!(packed[0], 0xef);
-        assert_eq!(packed[8], 0xff);
-        let back = unpack_rows(&packed, 9, 2);
-        assert_eq!(back, words);
     }
 }

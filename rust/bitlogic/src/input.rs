@@ -7,7 +7,7 @@
 
 use crate::bits::transpose64_lanes;
 use crate::error::{Error, Result};
-use crate::network::{Encoder, ThresholdEncoder};
+use crate::model::encoder::{Encoder, ThresholdEncoder};
 use crate::simd::{mask, Simd};
 
 /// One 64 x 64 bit matrix per lane, and a row of padding: blocks of 64 rows would be a multiple of 4 KiB apart, and

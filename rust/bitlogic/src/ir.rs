@@ -9,8 +9,7 @@
 //! the output when input `i` has the value of bit `i` of `a`. A two-input gate is just a four-entry table. Binary
 //! (XNOR-popcount) layers stay grouped ([`Group`]): every row reads the whole group input vector.
 
-use crate::network::{Layer, Network, MAX_ARITY};
-use crate::ops;
+use crate::limits::MAX_ARITY;
 
 /// A node index shifted left by one, with the low bit set when the node is read inverted.
 pub(crate) type Signal = u32;
@@ -144,60 +143,6 @@ impl Graph {
         self.groups.push(Group { inputs, weights, thresholds, first });
         (0..rows).map(|row| self.push(Node::plain(Kind::Binary { group: g, row: row as u32 }))).collect()
     }
-
-    /// The network as a graph, one node per gate, table and binary row, nothing simplified.
-    pub(crate) fn from_network(net: &Network) -> Self {
-        // Input nodes for the encoder bits the first layer reads, in bit order.
-        let read: Vec<u32> = match net.layers().first() {
-            Some(Layer::Gates(l)) => l.inputs().iter().flatten().copied().collect(),
-            Some(Layer::Luts(l)) => l.inputs().to_vec(),
-            Some(Layer::Binary(_)) | None => (0..net.num_input_bits() as u32).collect(),
-        };
-        let mut bits = read;
-        bits.sort_unstable();
-        bits.dedup();
-        let mut graph = Graph::with_inputs(bits.clone(), net.num_classes());
-        let first_wire = |w: u32| Graph::input(bits.binary_search(&w).expect("a read bit"));
-        let mut wires: Vec<Signal> = Vec::new();
-        for (index, layer) in net.layers().iter().enumerate() {
-            // Wires of the first layer are encoder bits, resolved through the compact input nodes.
-            let wire = |w: u32| if index == 0 { first_wire(w) } else { wires[w as usize] };
-            wires = match layer {
-                Layer::Gates(l) => l
-                    .inputs()
-                    .iter()
-                    .zip(l.ops())
-                    .map(|(&[a, b], &op)| {
-                        let table = from_fn(2, |addr| ops::apply(op, addr & 1 == 1, addr & 2 == 2));
-                        graph.push(Node::func(&[wire(a), wire(b)], table))
-                    })
-                    .collect(),
-                Layer::Luts(l) => {
-                    let n = l.arity();
-                    let words = crate::LutLayer::words_per_table(n);
-                    l.inputs()
-                        .chunks_exact(n)
-                        .zip(l.tables().chunks_exact(words))
-                        .map(|(ins, packed)| {
-                            let mut table = [0u64; 4];
-                            table[..words].copy_from_slice(packed);
-                            let ins: Vec<Signal> = ins.iter().map(|&w| wire(w)).collect();
-                            graph.push(Node::func(&ins, table))
-                        })
-                        .collect()
-                }
-                Layer::Binary(l) => {
-                    let ins = (0..l.num_inputs() as u32).map(wire).collect();
-                    graph.push_group(ins, l.weights().to_vec(), l.thresholds().to_vec())
-                }
-            };
-        }
-        if net.layers().is_empty() {
-            wires = (0..graph.num_inputs).map(Graph::input).collect();
-        }
-        graph.outputs = wires;
-        graph
-    }
 }
 
 // -- truth tables -------------------------------------------------------------------------------------------------
@@ -260,7 +205,7 @@ pub(crate) fn permute(t: &Table, k: usize, order: &[usize]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SplitMix64;
+    use crate::rng::SplitMix64;
 
     fn random_table(rng: &mut SplitMix64, k: usize) -> Table {
         let words = [rng.next_u64(), rng.next_u64(), rng.next_u64(), rng.next_u64()];

@@ -17,33 +17,49 @@
 //! Networks are read from and written to network files (`docs/FORMAT.md`) with [`Network::load`] and
 //! [`Network::save`]; reading never panics on a malformed file.
 
+//! # Layout
+//!
+//! The modules form a one-way chain; each depends only on those before it:
+//!
+//! 1. leaves: `error`, `limits` (size limits), [`ops`] (the op-code convention), `bits`, `rng`, `isa`
+//!    (instruction-set detection), `tensors` (typed tensor access for the file format) and `ir` (the compiler's
+//!    graph);
+//! 2. `model`: the network data, the encoder, and one file per layer kind (`model/gates.rs`, `model/luts.rs`,
+//!    `model/binary.rs`) holding its validation, file tensors, lowering to the IR and statistics;
+//! 3. `format` (the network file container) and `compiler` (lowering driver, passes, cut mapping, program);
+//! 4. evaluation: `input` (input views and encoding), `simd`, `exec` (kernels), `engine` (batching and dispatch);
+//!    and `random` (random networks).
+
 #![warn(missing_docs)]
 
 mod bits;
-mod cuts;
+mod compiler;
 mod engine;
 mod error;
 mod exec;
 mod format;
 mod input;
 mod ir;
-mod network;
+mod isa;
+mod limits;
+mod model;
 pub mod ops;
-mod optimize;
-mod program;
 mod random;
+mod rng;
 mod simd;
+mod tensors;
 pub mod train;
 
-pub use engine::{EvalOptions, Isa};
+pub use compiler::program::ProgramStats;
+pub use compiler::report::PassReport;
+pub use compiler::Optimization;
+pub use engine::EvalOptions;
 pub use error::{Error, Result};
 pub use format::{write_atomic, FORMAT_NAME, FORMAT_VERSION};
 pub use input::{Input, Matrix, Packed};
-pub use network::{
-    BinaryLayer, BitOrder, Encoder, GateLayer, Layer, LutLayer, Network, Optimization, Stats, ThresholdEncoder,
-    MAX_ARITY, MAX_NODES,
-};
-pub use optimize::PassReport;
-pub use program::ProgramStats;
-pub use random::{random_network, LayerKind, SplitMix64};
+pub use isa::Isa;
+pub use limits::{MAX_ARITY, MAX_NODES, MAX_WIDTH};
+pub use model::{BinaryLayer, BitOrder, Encoder, GateLayer, Layer, LutLayer, Network, Stats, ThresholdEncoder};
+pub use random::{random_network, LayerKind};
+pub use rng::SplitMix64;
 pub use train::{gate_backward, gate_backward_coef, gate_forward};

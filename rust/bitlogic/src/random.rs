@@ -1,7 +1,9 @@
 //! Random networks for tests and benchmarks, reproducible from a seed on every platform.
 
 use crate::error::{Error, Result};
-use crate::network::{BinaryLayer, Encoder, GateLayer, Layer, LutLayer, Network, MAX_ARITY};
+use crate::limits::MAX_ARITY;
+use crate::model::{BinaryLayer, Encoder, GateLayer, Layer, LutLayer, Network};
+use crate::rng::SplitMix64;
 
 /// The layer family of a random network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,29 +17,6 @@ pub enum LayerKind {
     },
     /// Binary XNOR layers with random weights and thresholds near half the inputs.
     Binary,
-}
-
-/// SplitMix64: tiny, fast, and the same sequence everywhere.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator started from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// A uniform integer below `n` (`n > 0`), by Lemire's multiply-shift.
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
 }
 
 /// A random network over `num_inputs` input bits with one layer of `kind` per entry of `widths`.

@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 ///
 /// # Safety
 /// The methods of an implementation may only be called on a CPU that supports its instruction set (the engine
-/// checks with [`crate::Isa::is_supported`] before choosing one).
+/// checks with [`crate::isa::Isa::is_supported`] before choosing one).
 pub(crate) trait Simd {
     /// `emit(t, mask of x[i] >= cuts[t][i])` for each `t`: `x` is loaded once for all of its thresholds.
     unsafe fn ge_u8_each(x: &[u8; 64], cuts: &[[u8; 64]], emit: impl FnMut(usize, u64));
@@ -275,7 +275,7 @@ unsafe fn narrow_f32_masks([a, b, c, d]: [uint32x4_t; 4]) -> uint8x16_t {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SplitMix64;
+    use crate::rng::SplitMix64;
 
     /// Every implementation this CPU can run agrees with the definitions.
     #[test]
@@ -326,12 +326,12 @@ mod tests {
                 }
                 #[cfg(target_arch = "x86_64")]
                 {
-                    if crate::Isa::Avx2.is_supported() {
+                    if crate::isa::Isa::Avx2.is_supported() {
                         let got =
                             (ge_each::<Avx2>(&x, &cuts), Avx2::bits_u8(&x), Avx2::gt_f32(&f, &t), Avx2::nan_f32(&f));
                         assert_eq!(got, expected);
                     }
-                    if crate::Isa::Avx512.is_supported() {
+                    if crate::isa::Isa::Avx512.is_supported() {
                         let got = (
                             ge_each::<Avx512>(&x, &cuts),
                             Avx512::bits_u8(&x),

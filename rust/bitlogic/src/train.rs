@@ -22,8 +22,8 @@
 
 use rayon::prelude::*;
 
-use crate::engine::Isa;
 use crate::error::{Error, Result};
+use crate::isa::Isa;
 
 /// Below this many `f32` results (rows x batch) a kernel runs on the calling thread: a rayon fork costs more.
 const PARALLEL_MIN: usize = 1 << 16;
@@ -490,7 +490,7 @@ fn backward_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SplitMix64;
+    use crate::rng::SplitMix64;
 
     struct Case {
         in_dim: usize,

@@ -5,60 +5,19 @@
 //!    canonical form (inputs ascending and read uninverted, output 0 for the all-zeros address).
 //! 2. [`lower_luts`]: tables of more than three inputs become three-input leaf tables under a multiplexer tree, on
 //!    the three inputs that leave the fewest distinct operations.
-//! 3. [`crate::cuts::map`]: the graph is covered with cones of at most three inputs, each one instruction; a node
+//! 3. [`crate::compiler::cuts::map`]: the graph is covered with cones of at most three inputs, each one instruction; a node
 //!    is folded into its readers' cones (computed again in each) wherever that saves operations.
 //! 4. [`remove_dead`]: nodes and binary rows no class output depends on.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::compiler::report::PassReport;
 use crate::ir::{
     complement, depends_on, entry, flip_input, from_fn, is_inverted, merge_inputs, node_of, permute, restrict, signal,
-    Graph, Kind, Node, Signal, Table, FALSE, TRUE,
+    Graph, Group, Kind, Node, Signal, Table, FALSE, TRUE,
 };
-use crate::network::{Network, MAX_ARITY};
-
-/// What the optimizing passes changed, summed over all passes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PassReport {
-    /// Gates and tables found to be constant.
-    pub constants: usize,
-    /// Gates and tables that only pass one input through, possibly inverted (e.g. the A, NOT B gates).
-    pub wires: usize,
-    /// Inverted reads absorbed into the reader's truth table or binary weights.
-    pub inverters_absorbed: usize,
-    /// Nodes merged into an identical earlier node (same function of the same signals).
-    pub merged: usize,
-    /// Table inputs removed because the function ignores them, reads the same signal twice, or reads a constant.
-    pub inputs_removed: usize,
-    /// Tables of more than three inputs split into three-input operations.
-    pub luts_split: usize,
-    /// Functions folded into the three-input cones of their readers (computed inside them), so that they are no
-    /// longer operations of their own.
-    pub fused: usize,
-    /// Gates, tables and binary rows no class output depends on.
-    pub dead: usize,
-    /// Constant inputs of binary layers folded into the thresholds.
-    pub binary_inputs_folded: usize,
-    /// Binary rows found to be constant.
-    pub binary_rows_constant: usize,
-}
-
-/// The network through every pass.
-pub(crate) fn optimize(net: &Network) -> (Graph, PassReport) {
-    let mut report = PassReport::default();
-    let graph = simplify(&Graph::from_network(net), &mut report);
-    let graph = simplify(&lower_luts(&graph, true, &mut report), &mut report);
-    let graph = crate::cuts::map(&graph, &mut report);
-    let graph = simplify(&graph, &mut report);
-    let graph = remove_dead(&graph, &mut report);
-    (graph, report)
-}
-
-/// The network with no optimization: only what evaluation needs (tables split into three-input operations).
-pub(crate) fn unoptimized(net: &Network) -> Graph {
-    lower_luts(&Graph::from_network(net), false, &mut PassReport::default())
-}
+use crate::limits::MAX_ARITY;
 
 /// FxHash: a fast, non-cryptographic hash for the structural-hashing table (keys are not adversarial).
 #[derive(Default)]
@@ -230,7 +189,7 @@ fn canonical(
 
 /// Rebuilds a binary group: constant inputs fold into the thresholds, inverted inputs flip their weight column,
 /// rows that cannot miss or cannot reach their threshold become constants. Returns every row's signal.
-fn simplify_group(graph: &mut Graph, g: &crate::ir::Group, ins: &[Signal], r: &mut PassReport) -> Vec<Signal> {
+fn simplify_group(graph: &mut Graph, g: &Group, ins: &[Signal], r: &mut PassReport) -> Vec<Signal> {
     let rows = g.rows();
     let mut thresholds = g.thresholds.clone();
     let mut kept: Vec<(usize, bool)> = Vec::with_capacity(ins.len()); // (old column, flip)

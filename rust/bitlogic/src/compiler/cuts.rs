@@ -13,8 +13,8 @@
 //! is found by simulating its nodes on the eight leaf assignments. Exact by construction: a cone computes its
 //! root's function of the leaves.
 
+use crate::compiler::report::PassReport;
 use crate::ir::{entry, from_fn, is_inverted, node_of, signal, Graph, Kind, Node, Signal};
-use crate::optimize::PassReport;
 
 /// Cuts kept per node: more finds better covers, at a cost per node of the product of its fan-ins' counts.
 const CUTS_PER_NODE: usize = 6;
