@@ -6,13 +6,27 @@ import concurrent.futures
 import copy
 import pickle
 import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import bitlogic
 from bitlogic import reference
-from bitlogic.spec import BinaryLayer, BitsEncoder, GateLayer, Layer, LutLayer, ThresholdEncoder
+from bitlogic.spec import (
+    ENCODER_KINDS,
+    LAYER_KINDS,
+    BinaryLayer,
+    BitsEncoder,
+    GateLayer,
+    Layer,
+    LutLayer,
+    ThresholdEncoder,
+)
+
+from _proxy import with_native
 
 
 def threshold_network(bit_order: str = "feature_major") -> tuple[ThresholdEncoder, list[Layer], int]:
@@ -444,6 +458,119 @@ def test_error_hierarchy() -> None:
     assert issubclass(bitlogic.FormatError, bitlogic.BitlogicError)
     assert issubclass(bitlogic.BitlogicError, ValueError)
     assert not issubclass(bitlogic.InputError, bitlogic.FormatError)
+
+
+ERRORS = ["BitlogicError", "FormatError", "InputError", "ExportError", "CheckpointError", "DatasetError", "CudaError",
+          "KernelCompileError"]
+
+
+def test_every_error_is_a_bitlogic_error_from_one_module() -> None:
+    import bitlogic.datasets
+    import bitlogic.errors
+
+    assert sorted(ERRORS) == sorted(name for name in bitlogic.errors.__all__ if name[0].isupper())
+    for name in ERRORS:
+        cls = getattr(bitlogic, name)
+        assert cls is getattr(bitlogic.errors, name) and name in bitlogic.__all__
+        assert issubclass(cls, bitlogic.BitlogicError) and issubclass(cls, ValueError)
+    assert issubclass(bitlogic.CudaError, RuntimeError) and issubclass(bitlogic.KernelCompileError, bitlogic.CudaError)
+    assert bitlogic.datasets.DatasetError is bitlogic.DatasetError
+
+
+def raise_format_error(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.bitlogic"
+    path.write_bytes(b"not a network")
+    bitlogic.load(path)
+
+
+def raise_input_error(tmp_path: Path) -> None:
+    bitlogic.random_network(8, [4], 2).predict(np.zeros((3, 5), dtype=bool))
+
+
+def raise_export_error(tmp_path: Path) -> None:
+    from torch import nn
+
+    bitlogic.compile(nn.Sequential(nn.Linear(2, 2)))
+
+
+def raise_checkpoint_error(tmp_path: Path) -> None:
+    from bitlogic import training
+
+    training.load_checkpoint(tmp_path / "none.ckpt")
+
+
+def raise_dataset_error(tmp_path: Path) -> None:
+    from bitlogic import datasets
+
+    datasets.load("no-such-set")
+
+
+def raise_cuda_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bitlogic.gpu import _driver
+
+    monkeypatch.setattr(_driver, "_LIBRARY", str(tmp_path / "libcuda-missing.so"))  # as on a machine without one
+    _driver.Driver()
+
+
+@pytest.mark.parametrize(
+    ("raise_it", "expected"),
+    [
+        (raise_format_error, "FormatError"),
+        (raise_input_error, "InputError"),
+        (raise_export_error, "ExportError"),
+        (raise_checkpoint_error, "CheckpointError"),
+        (raise_dataset_error, "DatasetError"),
+        (raise_cuda_error, "CudaError"),
+    ],
+)
+def test_one_except_clause_catches_every_kind_of_failure(
+    raise_it: Callable[..., None], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arguments = (tmp_path, monkeypatch) if raise_it is raise_cuda_error else (tmp_path,)
+    try:
+        raise_it(*arguments)
+    except bitlogic.BitlogicError as error:
+        assert isinstance(error, getattr(bitlogic, expected)), repr(error)
+    else:
+        pytest.fail(f"{raise_it.__name__} raised nothing")
+
+
+def test_an_unknown_layer_kind_is_an_error_naming_it() -> None:
+    net = bitlogic.random_network(8, [4], 2)
+    kind, first, second = net._net.layer_parts()[0]
+    with_native(net, layer_parts=[(kind, first, second), ("conv", first, second)])
+    with pytest.raises(bitlogic.FormatError, match=r"unknown layer kind 'conv'.*gates, luts, binary"):
+        net.layers
+
+
+def test_an_unknown_encoder_kind_is_an_error_naming_it() -> None:
+    net = bitlogic.random_network(8, [4], 2)
+    with_native(net, encoder_parts=("wavelet", 8))
+    with pytest.raises(bitlogic.FormatError, match=r"unknown encoder kind 'wavelet'.*bits, thresholds"):
+        net.encoder
+
+
+def test_each_kind_converts_to_and_from_its_native_parts(tnet: bitlogic.Network) -> None:
+    assert list(LAYER_KINDS) == ["gates", "luts", "binary"] and list(ENCODER_KINDS) == ["bits", "thresholds"]
+    for (kind, first, second), layer in zip(tnet._net.layer_parts(), tnet.layers, strict=True):
+        assert type(layer) is LAYER_KINDS[kind] and layer.kind == kind
+        again = type(layer).from_parts(*layer.to_parts())
+        assert all(np.array_equal(getattr(again, f), getattr(layer, f)) for f in layer.__dataclass_fields__)
+    assert tnet.encoder.kind == tnet._net.encoder_parts()[0] == "thresholds"
+    rebuilt = bitlogic.Network.from_arrays(tnet.encoder, tnet.layers, tnet.num_classes, tau=tnet.tau)
+    assert rebuilt == tnet
+
+
+def test_stats_compile_nothing_and_optimization_compiles_once() -> None:
+    net = bitlogic.random_network(64, [20000] * 4 + [100], 10, seed=1)
+    native = with_native(net)
+    stats = net.stats()
+    assert stats["gates"] == 80100 and "before" not in stats and "after" not in stats
+    assert set(native.calls) == {"stats"}
+    optimization = net.optimization()
+    assert set(optimization) == {"before", "after", "passes"}
+    assert optimization["after"]["ops"] < optimization["before"]["ops"]
+    assert native.calls["optimization"] == 1 and "prepare" not in native.calls
 
 
 def test_network_pickles_and_deep_copies() -> None:

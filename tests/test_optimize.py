@@ -39,7 +39,7 @@ def test_constants_pass_throughs_and_duplicates_are_removed() -> None:
                        ops=[AND, OR, NOT_A, XOR, AND, OR])
     net = bitlogic.Network.from_arrays(BitsEncoder(4), [layer0, layer1], num_classes=2)
     check_exact(net, all_inputs(4))
-    stats = net.stats()
+    stats = net.optimization()
     passes = stats["passes"]
     assert passes["constants"] >= 4  # FALSE, TRUE, AND(FALSE, x), OR(TRUE, x); XOR(x, x) as well
     assert passes["wires"] >= 3  # A, B, NOT A and NOT NOT A
@@ -54,7 +54,7 @@ def test_class_outputs_read_inverted_cost_no_operation() -> None:
     layer = GateLayer(inputs=[[0, 0], [1, 1], [0, 1], [0, 1], [2, 2], [2, 2]], ops=[NOT_A, NOT_A, AND, NAND, A, NOT_A])
     net = bitlogic.Network.from_arrays(BitsEncoder(3), [layer], num_classes=2)
     check_exact(net, all_inputs(3))
-    after = net.stats()["after"]
+    after = net.optimization()["after"]
     assert after["ops"] == 1 and after["depth"] == 1
 
 
@@ -65,7 +65,7 @@ def test_unused_nodes_are_dead() -> None:
     layer1 = GateLayer(inputs=rng.integers(0, 10, size=(4, 2)), ops=[AND, OR, XOR, NAND])  # reads gates 0..9
     net = bitlogic.Network.from_arrays(BitsEncoder(8), [layer0, layer1], num_classes=2)
     check_exact(net, all_inputs(8))
-    stats = net.stats()
+    stats = net.optimization()
     assert stats["before"]["ops"] == 44
     assert stats["after"]["ops"] <= 4 + 10
     assert stats["passes"]["dead"] >= 15  # the others were already removed as constants, wires or duplicates
@@ -78,7 +78,7 @@ def test_lut_inputs_the_table_ignores_are_dropped() -> None:
     layer = LutLayer(inputs=[[0, 1, 2, 3, 4, 5]], tables=table[None, :])
     net = bitlogic.Network.from_arrays(BitsEncoder(6), [layer], num_classes=1)
     check_exact(net, all_inputs(6))
-    stats = net.stats()
+    stats = net.optimization()
     assert stats["passes"]["inputs_removed"] >= 4
     assert stats["after"]["ops"] == 1
     assert stats["before"]["ops"] == 8 + 7  # eight 3-input leaves under a 7-multiplexer tree
@@ -91,7 +91,7 @@ def test_lut_reading_one_wire_twice_is_merged() -> None:
     wires = np.stack([rng.integers(0, 4, 16)] * 2 + [rng.integers(0, 4, 16)], axis=1)
     net = bitlogic.Network.from_arrays(BitsEncoder(4), [LutLayer(inputs=wires, tables=tables)], num_classes=2)
     check_exact(net, all_inputs(4))
-    assert net.stats()["passes"]["inputs_removed"] >= 16
+    assert net.optimization()["passes"]["inputs_removed"] >= 16
 
 
 def test_binary_rows_fold_constants_and_constant_rows() -> None:
@@ -101,7 +101,7 @@ def test_binary_rows_fold_constants_and_constant_rows() -> None:
     binary = BinaryLayer(weights=weights, thresholds=[2, 5, 0, 3])
     net = bitlogic.Network.from_arrays(BitsEncoder(4), [gates, binary], num_classes=2)
     check_exact(net, all_inputs(4))
-    passes = net.stats()["passes"]
+    passes = net.optimization()["passes"]
     assert passes["binary_inputs_folded"] >= 1
     assert passes["binary_rows_constant"] >= 2
 
@@ -112,7 +112,7 @@ def test_threshold_encoder_bits_nobody_reads_are_not_computed() -> None:
     net = bitlogic.Network.from_arrays(ThresholdEncoder(thresholds), [layer], num_classes=3)
     x = np.random.default_rng(1).random((300, 8), dtype=np.float32)
     np.testing.assert_array_equal(net.scores(x), reference.network_scores(net, x))
-    stats = net.stats()
+    stats = net.optimization()
     assert stats["after"]["inputs_read"] == 4
     assert stats["after"]["ops"] == 2
 
@@ -121,18 +121,18 @@ def test_large_random_network_shrinks_and_stays_exact() -> None:
     net = bitlogic.random_network(64, [2000, 2000, 2000, 100], 10, kind="gates", seed=3)
     x = np.random.default_rng(3).random((700, 64)) < 0.5
     check_exact(net, x)
-    stats = net.stats()
+    stats = net.optimization()
     assert stats["after"]["ops"] < stats["before"]["ops"] / 2
     assert stats["after"]["slots"] <= stats["before"]["slots"]
 
 
-def test_prepare_returns_the_network_and_stats_are_stable() -> None:
+def test_prepare_returns_the_network_and_the_optimization_is_stable() -> None:
     net = bitlogic.random_network(16, [64, 30], 3, kind="luts", n=6, seed=0)
     assert net.prepare() is net
-    first = net.stats()
-    assert net.stats() == first
+    first = net.optimization()
+    assert net.optimization() == first
     again = bitlogic.Network.from_bytes(net.to_bytes())
-    assert again.stats() == first  # the passes are deterministic
+    assert again.optimization() == first  # the passes are deterministic
 
 
 # -- packed bit planes ------------------------------------------------------------------------------------------
@@ -183,5 +183,5 @@ def test_packed_input_errors() -> None:
 def test_encoder_only_network_reads_every_bit() -> None:
     net = bitlogic.Network.from_arrays(BitsEncoder(6), [], num_classes=3)
     check_exact(net, all_inputs(6))
-    after = net.stats()["after"]
+    after = net.optimization()["after"]
     assert after["ops"] == 0 and after["inputs_read"] == 6

@@ -8,12 +8,19 @@ without the native module.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from bitlogic import reference
-from bitlogic.spec import BinaryLayer, BitsEncoder, GateLayer, LutLayer, ThresholdEncoder
+from bitlogic.errors import FormatError, InputError
+from bitlogic.spec import LAYER_KINDS, BinaryLayer, BitsEncoder, GateLayer, LutLayer, ThresholdEncoder
 
 # The op-code table of FORMAT.md 3.3, transcribed function by function.
 OP_FUNCTIONS = {
@@ -254,6 +261,11 @@ def test_encoder_rejects_nan_features() -> None:
         reference.encode(enc, np.array([[np.nan]], dtype=np.float32))
     with pytest.raises(ValueError, match="NaN"):
         reference.encode(enc, np.array([[1.0], [np.nan]], dtype=np.float64))
+    # The engine's rule and wording: the first NaN by sample, then feature.
+    x = np.zeros((4, 3), dtype=np.float32)
+    x[3, 0] = x[2, 2] = x[2, 1] = np.nan
+    with pytest.raises(InputError, match=r"^invalid input: sample 2, feature 1 is NaN; expected a number$"):
+        reference.encode(ThresholdEncoder(np.zeros((3, 1))), x)
 
 
 def test_bool_input_to_a_threshold_encoder_is_already_encoded() -> None:
@@ -349,3 +361,60 @@ def test_network_scores_reads_the_parts_of_a_network_like_object() -> None:
     x = np.array([[0, 0], [1, 0]], dtype=bool)
     assert reference.network_scores(Parts(), x).tolist() == [[0, 1], [1, 0]]
     assert reference.network_predict(Parts(), x).tolist() == [1, 0]
+
+
+# -- kinds ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """A layer of a kind the reference has no rule for."""
+
+    kind: ClassVar[str] = "conv"
+    width: int = 1
+
+
+def test_every_layer_kind_has_a_rule() -> None:
+    assert set(reference._LAYERS) == set(LAYER_KINDS)
+
+
+def test_a_kind_without_a_rule_is_an_error_naming_it() -> None:
+    with pytest.raises(FormatError, match=r"no code for the kind 'conv'; it knows gates, luts, binary"):
+        reference.layer_outputs(ConvLayer(), np.zeros((1, 2), dtype=bool))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="expected a bitlogic.spec encoder or layer, got str"):
+        reference.layer_outputs("gates", np.zeros((1, 2), dtype=bool))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        reference.encode(None, np.zeros((1, 2), dtype=bool))  # type: ignore[arg-type]
+
+
+NO_NATIVE = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "bitlogic._native":
+            raise ImportError("no bitlogic._native here")
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, sys.argv[1])
+import conftest  # registers a bare bitlogic package, as when the extension is not built
+import numpy as np
+from bitlogic import errors, reference
+from bitlogic.spec import BitsEncoder, GateLayer
+assert "bitlogic._native" not in sys.modules
+scores = reference.scores(BitsEncoder(2), [GateLayer(inputs=[[0, 1], [0, 1]], ops=[1, 6])], 2, np.eye(2, dtype=bool))
+assert scores.tolist() == [[0, 1], [0, 1]]
+try:
+    reference.encode(BitsEncoder(2), np.zeros((1, 3), dtype=bool))
+except errors.BitlogicError as error:
+    assert isinstance(error, errors.InputError) and isinstance(error, ValueError)
+else:
+    raise AssertionError("no error")
+"""
+
+
+def test_the_reference_runs_without_the_native_module() -> None:
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": str(tests.parent / "python")}
+    done = subprocess.run(
+        [sys.executable, "-c", NO_NATIVE, str(tests)], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr

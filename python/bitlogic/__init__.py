@@ -5,13 +5,25 @@ Inference API::
     net = bitlogic.load("mnist.bitlogic")
     labels = net.predict(x)          # int64 [N]
     scores = net.scores(x)           # int32 [N, num_classes]
+
+Every error bitlogic raises is a :class:`BitlogicError` (see :mod:`bitlogic.errors`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bitlogic._native import BitlogicError, FormatError, InputError, __version__
+from bitlogic._native import __version__
+from bitlogic.errors import (
+    BitlogicError,
+    CheckpointError,
+    CudaError,
+    DatasetError,
+    ExportError,
+    FormatError,
+    InputError,
+    KernelCompileError,
+)
 from bitlogic.network import Network, load, pack_bits, random_network, supported_isas
 from bitlogic.spec import BinaryLayer, BitsEncoder, GateLayer, LutLayer, ThresholdEncoder
 
@@ -27,7 +39,7 @@ def compile(model: nn.Module, *, info: Mapping[str, str] | None = None) -> Netwo
     ``model`` is a ``torch.nn.Sequential`` of an optional encoder (``bitlogic.nn.Thermometer`` or
     ``DistributiveThermometer``, then ``nn.Flatten``), ``LogicLayer``, ``LUTLayer`` and ``BinaryLinear`` (+
     ``BatchNorm1d``) + ``Sign`` layers, and a final ``GroupSum``. For every input ``x``,
-    ``compile(model).scores(x) / tau`` equals ``model.eval()(x)``. Raises ``bitlogic.export.ExportError`` naming the
+    ``compile(model).scores(x) / tau`` equals ``model.eval()(x)``. Raises :class:`bitlogic.ExportError` naming the
     layer that cannot be exported. Needs torch.
     """
     from bitlogic.export import compile_model
@@ -39,9 +51,14 @@ __all__ = [
     "BinaryLayer",
     "BitlogicError",
     "BitsEncoder",
+    "CheckpointError",
+    "CudaError",
+    "DatasetError",
+    "ExportError",
     "FormatError",
     "GateLayer",
     "InputError",
+    "KernelCompileError",
     "LutLayer",
     "Network",
     "ThresholdEncoder",

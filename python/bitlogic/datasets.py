@@ -9,7 +9,7 @@ MNIST and Fashion-MNIST are read from IDX files (raw or ``.gz``) in ``<root>/mni
 ``root`` is the argument, else ``$BITLOGIC_DATA``, else ``$XDG_CACHE_HOME/bitlogic`` (``~/.cache/bitlogic``). Missing
 files are downloaded from the official mirrors (SHA-256 checked) unless ``download=False``. ``"breast-cancer"`` and
 ``"digits"`` come bundled with scikit-learn (``pip install scikit-learn``), split 80/20 stratified and
-deterministically. Every failure raises :class:`DatasetError`.
+deterministically. Every failure raises :class:`bitlogic.DatasetError` (also importable from here).
 """
 
 from __future__ import annotations
@@ -33,13 +33,9 @@ from typing import Any, BinaryIO, Final
 import numpy as np
 import numpy.typing as npt
 
-from bitlogic._native import BitlogicError
+from bitlogic.errors import DatasetError
 
 __all__ = ["Dataset", "DatasetError", "load", "names"]
-
-
-class DatasetError(BitlogicError):
-    """A dataset could not be found, downloaded or parsed; the message says which file and why."""
 
 
 @dataclass(frozen=True, eq=False, repr=False)

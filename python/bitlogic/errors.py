@@ -8,7 +8,19 @@ is a property of the machine, not of a value.
 
 from __future__ import annotations
 
-from bitlogic._native import BitlogicError, FormatError, InputError
+try:
+    from bitlogic._native import BitlogicError, FormatError, InputError
+except ImportError:  # pragma: no cover - the native module is not built
+    # The pure-Python parts (bitlogic.spec, bitlogic.reference) still import and raise these, so that the reference
+    # evaluator can be tested on its own; nothing native exists then to raise the native module's classes.
+    class BitlogicError(ValueError):  # type: ignore[no-redef]
+        """Base class of the errors bitlogic raises."""
+
+    class FormatError(BitlogicError):  # type: ignore[no-redef]
+        """A network file is malformed or of an unsupported version."""
+
+    class InputError(BitlogicError):  # type: ignore[no-redef]
+        """An array does not fit what the network expects."""
 
 
 class ExportError(BitlogicError):
@@ -31,6 +43,12 @@ class KernelCompileError(CudaError):
     """NVRTC rejected a kernel source; the message holds its log."""
 
 
+def nan_feature(sample: int, feature: int) -> InputError:
+    """The engine's error for a NaN feature (rust/bitlogic/src/input.rs), for the Python code that checks inputs the
+    same way (the torch encoders, the GPU back end): one text, whichever evaluates the network."""
+    return InputError(f"invalid input: sample {sample}, feature {feature} is NaN; expected a number")
+
+
 __all__ = [
     "BitlogicError",
     "CheckpointError",
@@ -40,4 +58,5 @@ __all__ = [
     "FormatError",
     "InputError",
     "KernelCompileError",
+    "nan_feature",
 ]

@@ -9,8 +9,8 @@ from typing import Any, Literal
 import numpy as np
 
 from bitlogic import _native
-from bitlogic._native import InputError
-from bitlogic.spec import BinaryLayer, BitsEncoder, Encoder, GateLayer, Layer, LutLayer, ThresholdEncoder
+from bitlogic.errors import InputError
+from bitlogic.spec import Encoder, Layer, encoder_from_parts, encoder_parts, layer_from_parts, layer_parts
 
 PathLike = str | os.PathLike[str]
 Isa = Literal["portable", "neon", "avx2", "avx512"]
@@ -53,25 +53,10 @@ class Network:
 
         Every wire, op code and width is checked; a bad part raises :class:`bitlogic.InputError`.
         """
-        parts: list[tuple[str, np.ndarray, np.ndarray]] = []
-        for layer in layers:
-            if isinstance(layer, GateLayer):
-                parts.append(("gates", layer.inputs, layer.ops))
-            elif isinstance(layer, LutLayer):
-                parts.append(("luts", layer.inputs, layer.tables))
-            elif isinstance(layer, BinaryLayer):
-                parts.append(("binary", layer.weights, layer.thresholds))
-            else:
-                raise TypeError(f"expected GateLayer, LutLayer or BinaryLayer, got {type(layer).__name__}")
+        parts = [layer_parts(layer) for layer in layers]
+        num_input_bits, thresholds, bit_order = encoder_parts(encoder)
         info_dict = dict(info) if info is not None else None
-        if isinstance(encoder, BitsEncoder):
-            native = _native.Network.from_parts(encoder.num_inputs, None, "", parts, num_classes, tau, info_dict)
-        elif isinstance(encoder, ThresholdEncoder):
-            native = _native.Network.from_parts(
-                None, encoder.thresholds, encoder.bit_order, parts, num_classes, tau, info_dict
-            )
-        else:
-            raise TypeError(f"expected BitsEncoder or ThresholdEncoder, got {type(encoder).__name__}")
+        native = _native.Network.from_parts(num_input_bits, thresholds, bit_order, parts, num_classes, tau, info_dict)
         return cls(native)
 
     @classmethod
@@ -154,22 +139,14 @@ class Network:
 
     @property
     def encoder(self) -> Encoder:
-        parts = self._net.encoder_parts()
-        if parts[0] == "bits":
-            return BitsEncoder(parts[1])
-        return ThresholdEncoder(parts[1], parts[2])
+        """The encoder, unpacked (:mod:`bitlogic.spec`)."""
+        return encoder_from_parts(*self._net.encoder_parts())
 
     @property
     def layers(self) -> list[Layer]:
-        out: list[Layer] = []
-        for kind, first, second in self._net.layer_parts():
-            if kind == "gates":
-                out.append(GateLayer(first, second))
-            elif kind == "luts":
-                out.append(LutLayer(first, second))
-            else:
-                out.append(BinaryLayer(first, second))
-        return out
+        """The layers, first to last, unpacked (:mod:`bitlogic.spec`). A kind this module does not know (a native
+        module newer than it) raises :class:`bitlogic.FormatError` naming it."""
+        return [layer_from_parts(kind, first, second) for kind, first, second in self._net.layer_parts()]
 
     def prepare(self) -> "Network":
         """Runs the optimizing passes now rather than on the first evaluation, and returns the network.
@@ -180,16 +157,22 @@ class Network:
         return self
 
     def stats(self) -> dict[str, Any]:
-        """Sizes: ``gates``, ``luts`` (arity -> count), ``binary_weights``, ``depth`` (layers), ``bytes`` (network
-        data as stored in a file), and ``num_inputs``, ``num_input_bits``, ``num_classes``; then what the engine
-        runs: ``before`` and ``after`` (the program without and with optimization: ``ops`` three-input operations,
-        of which ``inverters``, ``two_input_ops`` and ``three_input_ops``, ``binary_rows``, ``binary_weights``,
-        ``inputs_read``, ``slots`` of working memory and ``depth``) and ``passes`` (what each optimizing pass
-        removed: ``constants``, ``wires``, ``inverters_absorbed``, ``merged``, ``inputs_removed``, ``luts_split``,
-        ``fused``, ``dead``, ``binary_inputs_folded``, ``binary_rows_constant``)."""
+        """Sizes, read from the layers without compiling anything: ``gates``, ``luts`` (arity -> count),
+        ``binary_weights``, ``depth`` (layers), ``bytes`` (network data as stored in a file), ``num_inputs``,
+        ``num_input_bits`` and ``num_classes``. What the engine runs is :meth:`optimization`."""
         stats: dict[str, Any] = self._net.stats()
-        stats.update(self._net.optimization())
         return stats
+
+    def optimization(self) -> dict[str, Any]:
+        """The programs the engine runs, which it compiles here if no evaluation has yet: ``before`` and ``after``
+        (without and with optimization: ``ops`` three-input operations, of which ``inverters``, ``two_input_ops``
+        and ``three_input_ops``, ``binary_rows``, ``binary_weights``, ``inputs_read``, ``slots`` of working memory
+        and ``depth``) and ``passes`` (what each optimizing pass removed: ``constants``, ``wires``,
+        ``inverters_absorbed``, ``merged``, ``inputs_removed``, ``luts_split``, ``fused``, ``dead``,
+        ``binary_inputs_folded``, ``binary_rows_constant``). Each program is built once per network and kept.
+        A network too large for the engine's compiler raises :class:`bitlogic.InputError`."""
+        optimization: dict[str, Any] = self._net.optimization()
+        return optimization
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         # Pickles (multiprocessing, copy.deepcopy) carry the network file's bytes.

@@ -2,8 +2,9 @@
 
 This module is the oracle the Rust engine is tested against. It is deliberately slow and plain: every step is a
 direct transcription of one sentence of the specification, on unpacked ``bool`` arrays of shape ``[N, width]``, with
-no bit slicing, no packing and no cleverness that could share a bug with the engine. It depends only on numpy and
-:mod:`bitlogic.spec`, so it works without the native module.
+no bit slicing, no packing and no cleverness that could share a bug with the engine. It uses numpy,
+:mod:`bitlogic.spec` and the error classes, never the engine. Each encoder and layer kind has its own rule, found by
+the ``kind`` its spec class carries; a kind without a rule raises :class:`bitlogic.FormatError`.
 
 Usage::
 
@@ -15,12 +16,13 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-from bitlogic.spec import BinaryLayer, BitsEncoder, Encoder, GateLayer, Layer, LutLayer, ThresholdEncoder
+from bitlogic.errors import InputError, nan_feature
+from bitlogic.spec import BinaryLayer, BitsEncoder, Encoder, GateLayer, Layer, LutLayer, ThresholdEncoder, for_kind
 
 __all__ = [
     "encode",
@@ -48,14 +50,14 @@ class _NetworkLike(Protocol):
 def _bits_input(x: np.ndarray, width: int, what: str) -> np.ndarray:
     """Checks an array of already-encoded bits (bool, or 0/1 uint8) and returns it as bool ``[N, width]``."""
     if x.ndim != 2 or x.shape[1] != width:
-        raise ValueError(f"{what}: expected shape [N, {width}], got {x.shape}")
+        raise InputError(f"{what}: expected shape [N, {width}], got {x.shape}")
     if x.dtype == np.bool_:
         return x.astype(bool)
     if x.dtype == np.uint8:
         if x.size and int(x.max()) > 1:
-            raise ValueError(f"{what}: expected 0/1 values in a uint8 bit array")
+            raise InputError(f"{what}: expected 0/1 values in a uint8 bit array")
         return x.astype(bool)
-    raise ValueError(f"{what}: expected bool or 0/1 uint8 bits, got dtype {x.dtype}")
+    raise InputError(f"{what}: expected bool or 0/1 uint8 bits, got dtype {x.dtype}")
 
 
 def encode(encoder: Encoder, x: Any) -> np.ndarray:
@@ -67,20 +69,23 @@ def encode(encoder: Encoder, x: Any) -> np.ndarray:
     """
     x = np.asarray(x)
     if x.ndim != 2:
-        raise ValueError(f"input: expected a 2-dimensional array, got shape {x.shape}")
+        raise InputError(f"input: expected a 2-dimensional array, got shape {x.shape}")
+    return for_kind(_ENCODERS, encoder, "the reference evaluator")(encoder, x)
+
+
+def _encode_bits(encoder: BitsEncoder, x: np.ndarray) -> np.ndarray:
+    return _bits_input(x, encoder.num_inputs, "input bits")
+
+
+def _encode_thresholds(encoder: ThresholdEncoder, x: np.ndarray) -> np.ndarray:
     values: np.ndarray
     limits: np.ndarray
-    if isinstance(encoder, BitsEncoder):
-        return _bits_input(x, encoder.num_inputs, "input bits")
-    if not isinstance(encoder, ThresholdEncoder):
-        raise TypeError(f"expected BitsEncoder or ThresholdEncoder, got {type(encoder).__name__}")
-
     thresholds = encoder.thresholds  # float32 [F, T]
     num_features, per_feature = thresholds.shape
     if x.dtype == np.bool_:
         return _bits_input(x, num_features * per_feature, "encoded input bits")
     if x.shape[1] != num_features:
-        raise ValueError(f"input features: expected shape [N, {num_features}], got {x.shape}")
+        raise InputError(f"input features: expected shape [N, {num_features}], got {x.shape}")
 
     # The comparison rule of FORMAT.md 3.2. Both conversions below are exact: every uint8 is a float32, and every
     # float32 is a float64. Comparing a float64 feature in float64 matters: rounding it to float32 first could turn
@@ -92,9 +97,10 @@ def encode(encoder: Encoder, x: Any) -> np.ndarray:
     elif x.dtype == np.uint8:
         values, limits = x.astype(np.float32), thresholds
     else:
-        raise ValueError(f"input features: expected float32, float64 or uint8, got dtype {x.dtype}")
+        raise InputError(f"input features: expected float32, float64 or uint8, got dtype {x.dtype}")
     if np.isnan(values).any():
-        raise ValueError("input features: NaN is not a valid feature value")
+        sample, feature = (int(v) for v in np.argwhere(np.isnan(values))[0])
+        raise nan_feature(sample, feature)
 
     # above[n, f, t] = x[n, f] > thresholds[f, t]  (strictly greater).
     above: np.ndarray = values[:, :, None] > limits[None, :, :]
@@ -108,52 +114,60 @@ def encode(encoder: Encoder, x: Any) -> np.ndarray:
 
 def _check_wires(inputs: np.ndarray, width: int, kind: str) -> None:
     if inputs.size and int(inputs.max()) >= width:
-        raise ValueError(f"{kind} layer: wire index {int(inputs.max())} is not below the input width {width}")
+        raise InputError(f"{kind} layer: wire index {int(inputs.max())} is not below the input width {width}")
 
 
 def layer_outputs(layer: Layer, input_bits: Any) -> np.ndarray:
     """One layer's output bits, bool ``[N, layer.width]``, from its input bits, bool ``[N, input width]``."""
     bits: np.ndarray = np.asarray(input_bits, dtype=bool)
     if bits.ndim != 2:
-        raise ValueError(f"layer input: expected a 2-dimensional bit array, got shape {bits.shape}")
+        raise InputError(f"layer input: expected a 2-dimensional bit array, got shape {bits.shape}")
+    return for_kind(_LAYERS, layer, "the reference evaluator")(layer, bits)
+
+
+def _gates(layer: GateLayer, bits: np.ndarray) -> np.ndarray:
+    # FORMAT.md 3.3: the output for (a, b) is bit 3 - (2a + b) of the op code.
+    if layer.ops.size and int(layer.ops.max()) > 15:
+        raise InputError(f"gates layer: op code {int(layer.ops.max())} is above 15")
+    _check_wires(layer.inputs, bits.shape[1], "gates")
+    a = bits[:, layer.inputs[:, 0]].astype(np.int64)
+    b = bits[:, layer.inputs[:, 1]].astype(np.int64)
+    ops = layer.ops.astype(np.int64)[None, :]
+    return np.asarray(((ops >> (3 - (2 * a + b))) & 1).astype(bool))
+
+
+def _luts(layer: LutLayer, bits: np.ndarray) -> np.ndarray:
+    # FORMAT.md 3.4: address = sum_j x_j * 2^j (input 0 least significant), output = entry `address`.
+    arity = layer.arity
+    if layer.tables.shape != (layer.width, 1 << arity):
+        raise InputError(f"luts layer: expected tables of shape [{layer.width}, {1 << arity}], "
+                         f"got {layer.tables.shape}")
+    _check_wires(layer.inputs, bits.shape[1], "luts")
+    address = np.zeros((bits.shape[0], layer.width), dtype=np.int64)
+    for j in range(arity):
+        address += bits[:, layer.inputs[:, j]].astype(np.int64) << j
+    rows = np.arange(layer.width)[None, :]
+    return layer.tables[rows, address].astype(bool)
+
+
+def _binary(layer: BinaryLayer, bits: np.ndarray) -> np.ndarray:
+    # FORMAT.md 3.5: matches(o) = #{j : input_j == weight_(o,j)}; output = matches(o) >= thresholds[o].
     width = bits.shape[1]
+    if layer.weights.shape[1] != width:
+        raise InputError(f"binary layer: weights have {layer.weights.shape[1]} columns, input width is {width}")
+    if layer.thresholds.shape != (layer.width,):
+        raise InputError(f"binary layer: expected {layer.width} thresholds, got shape {layer.thresholds.shape}")
+    x = bits.astype(np.int64)
+    w = layer.weights.astype(np.int64)
+    # Inputs equal to their weight are the ones where both are 1 plus the ones where both are 0.
+    matches: np.ndarray = x @ w.T + (1 - x) @ (1 - w).T
+    return np.asarray(matches >= layer.thresholds.astype(np.int64)[None, :])
 
-    if isinstance(layer, GateLayer):
-        # FORMAT.md 3.3: the output for (a, b) is bit 3 - (2a + b) of the op code.
-        if layer.ops.size and int(layer.ops.max()) > 15:
-            raise ValueError(f"gates layer: op code {int(layer.ops.max())} is above 15")
-        _check_wires(layer.inputs, width, "gates")
-        a = bits[:, layer.inputs[:, 0]].astype(np.int64)
-        b = bits[:, layer.inputs[:, 1]].astype(np.int64)
-        ops = layer.ops.astype(np.int64)[None, :]
-        return np.asarray(((ops >> (3 - (2 * a + b))) & 1).astype(bool))
 
-    if isinstance(layer, LutLayer):
-        # FORMAT.md 3.4: address = sum_j x_j * 2^j (input 0 least significant), output = entry `address`.
-        arity = layer.arity
-        if layer.tables.shape != (layer.width, 1 << arity):
-            raise ValueError(f"luts layer: expected tables of shape [{layer.width}, {1 << arity}], "
-                             f"got {layer.tables.shape}")
-        _check_wires(layer.inputs, width, "luts")
-        address = np.zeros((bits.shape[0], layer.width), dtype=np.int64)
-        for j in range(arity):
-            address += bits[:, layer.inputs[:, j]].astype(np.int64) << j
-        rows = np.arange(layer.width)[None, :]
-        return layer.tables[rows, address].astype(bool)
-
-    if isinstance(layer, BinaryLayer):
-        # FORMAT.md 3.5: matches(o) = #{j : input_j == weight_(o,j)}; output = matches(o) >= thresholds[o].
-        if layer.weights.shape[1] != width:
-            raise ValueError(f"binary layer: weights have {layer.weights.shape[1]} columns, input width is {width}")
-        if layer.thresholds.shape != (layer.width,):
-            raise ValueError(f"binary layer: expected {layer.width} thresholds, got shape {layer.thresholds.shape}")
-        x = bits.astype(np.int64)
-        w = layer.weights.astype(np.int64)
-        # Inputs equal to their weight are the ones where both are 1 plus the ones where both are 0.
-        matches: np.ndarray = x @ w.T + (1 - x) @ (1 - w).T
-        return np.asarray(matches >= layer.thresholds.astype(np.int64)[None, :])
-
-    raise TypeError(f"expected GateLayer, LutLayer or BinaryLayer, got {type(layer).__name__}")
+# Each kind's rule, by the kind its spec class carries (bitlogic.spec.LAYER_KINDS, ENCODER_KINDS).
+_Rule = Callable[[Any, np.ndarray], np.ndarray]
+_ENCODERS: dict[str, _Rule] = {"bits": _encode_bits, "thresholds": _encode_thresholds}
+_LAYERS: dict[str, _Rule] = {"gates": _gates, "luts": _luts, "binary": _binary}
 
 
 def scores(encoder: Encoder, layers: Sequence[Layer], num_classes: int, x: Any) -> np.ndarray:
@@ -163,7 +177,7 @@ def scores(encoder: Encoder, layers: Sequence[Layer], num_classes: int, x: Any) 
         bits = layer_outputs(layer, bits)
     total = bits.shape[1]
     if num_classes < 1 or total % num_classes:
-        raise ValueError(f"head: the last width {total} is not divisible by num_classes={num_classes}")
+        raise InputError(f"head: the last width {total} is not divisible by num_classes={num_classes}")
     group = total // num_classes
     # Class c counts the 1 bits among bits c*g .. (c+1)*g: consecutive groups are the C order of [N, k, g].
     counts: np.ndarray = bits.reshape(bits.shape[0], num_classes, group).sum(axis=2, dtype=np.int64)
