@@ -1,4 +1,4 @@
-"""Every preset builds a model for a dataset's shape that trains and exports exactly."""
+"""Every preset builds a model for a dataset's shape that trains and exports exactly; the encoders they fit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch
 
 import bitlogic
 from bitlogic import datasets, presets
-from bitlogic.nn import GroupSum
+from bitlogic.nn import DistributiveThermometer, GroupSum, LogicLayer, Thermometer
+from bitlogic.spec import ThresholdEncoder
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +46,46 @@ def test_preset_trains_and_exports_exactly(name: str, digits: datasets.Dataset) 
 def test_unknown_preset_lists_the_names() -> None:
     with pytest.raises(ValueError, match="binary-small"):
         presets.get("nope")
+
+
+@pytest.mark.parametrize("name", ["logic-small", "logic-large"])
+def test_logic_presets_fall_back_to_random_connections_on_narrow_inputs(name: str) -> None:
+    x = np.random.default_rng(0).random((50, 30)).astype(np.float32)  # breast-cancer's 30 features
+    first = next(m for m in presets.get(name).build(x, 2) if isinstance(m, LogicLayer))
+    pairs = {tuple(sorted(p)) for p in first.inputs.T.tolist()}
+    assert len(pairs) < first.out_dim  # more gates than distinct pairs: random connections
+    wide = next(m for m in presets.get(name).build(np.random.default_rng(0).random((50, 784)), 10)
+                if isinstance(m, LogicLayer))
+    assert len({tuple(sorted(p)) for p in wide.inputs.T.tolist()}) == wide.out_dim  # unique where they fit
+    assert all(a != b for a, b in wide.inputs.T.tolist())
+
+
+NAN_ERROR = r"^invalid input: sample 2, feature 5 is NaN; expected a number$"
+
+
+def nan_at_sample_2_feature_5() -> np.ndarray:
+    x = np.random.default_rng(1).random((4, 2, 3)).astype(np.float32)  # feature 5 once flattened is x[:, 1, 2]
+    x[2, 1, 2] = x[3, 0, 0] = np.nan
+    return x
+
+
+def test_fit_on_a_nan_names_it() -> None:
+    with pytest.raises(bitlogic.InputError, match=r"fit: sample 2, feature 5 is NaN; expected a number"):
+        DistributiveThermometer(3).fit(nan_at_sample_2_feature_5())
+    with pytest.raises(bitlogic.InputError, match=r"sample 2, feature 5 is NaN"):
+        DistributiveThermometer(3).fit(torch.from_numpy(nan_at_sample_2_feature_5()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_encoders_refuse_nan_like_the_engine(dtype: torch.dtype) -> None:
+    x = nan_at_sample_2_feature_5().reshape(4, 6)
+    fitted = DistributiveThermometer(2).fit(np.nan_to_num(x))
+    net = bitlogic.Network.from_arrays(ThresholdEncoder(fitted.feature_thresholds(6)), [], num_classes=1)
+    with pytest.raises(bitlogic.InputError, match=NAN_ERROR):
+        net.predict(x.astype(np.float32 if dtype == torch.float32 else np.float64))
+    for encoder in (fitted, Thermometer(2)):
+        with pytest.raises(bitlogic.InputError, match=NAN_ERROR):
+            encoder(torch.from_numpy(x).to(dtype))
+    with pytest.raises(bitlogic.InputError, match=NAN_ERROR):
+        Thermometer(2)(torch.from_numpy(nan_at_sample_2_feature_5()).to(dtype))  # features counted flattened
+    assert fitted(torch.from_numpy(np.nan_to_num(x)).to(dtype)).shape == (4, 6, 2)

@@ -3,6 +3,9 @@
 Bit ``t`` of feature ``f`` is ``x[f] > thresholds[f, t]`` (strictly greater), the network file's comparison rule.
 The output has one more dimension than the input, the thresholds of each feature last, so that ``nn.Flatten``
 after the encoder gives the file's ``feature_major`` bit order (bit ``(f, t)`` at index ``f*T + t``).
+
+A NaN feature has no bits: like the engine, the encoders raise :class:`bitlogic.InputError` naming the first one
+(sample, feature), in ``forward`` and in ``DistributiveThermometer.fit``.
 """
 
 from __future__ import annotations
@@ -13,10 +16,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bitlogic.errors import InputError, nan_feature
+
+
+def _check_no_nan(x: Tensor) -> None:
+    # One reduction on the common path; the position is searched for only when there is a NaN to report.
+    if x.is_floating_point() and bool(torch.isnan(x).any()):
+        rows = x.reshape(x.shape[0], -1) if x.dim() else x.reshape(1, 1)
+        sample, feature = (int(v) for v in torch.nonzero(torch.isnan(rows))[0])
+        raise nan_feature(sample, feature)
+
 
 def _compare(x: Tensor, thresholds: Tensor) -> Tensor:
     # float32 against float32 thresholds, like the engine (uint8 and other integer features convert exactly).
     # float64 features compare in float64 against the exact float32 thresholds.
+    _check_no_nan(x)
     if x.dtype != torch.float64:
         x = x.to(torch.float32)
     return (x.unsqueeze(-1) > thresholds.to(x.dtype)).to(torch.float32)
@@ -77,11 +91,18 @@ class DistributiveThermometer(nn.Module):
         return self.thresholds.numel() > 0 and not bool(torch.isnan(self.thresholds).any())
 
     def fit(self, x: Any) -> DistributiveThermometer:
-        """Sets the thresholds from training features ``x`` ``[N, ...]`` (numpy or torch); returns ``self``."""
+        """Sets the thresholds from training features ``x`` ``[N, ...]`` (numpy or torch); returns ``self``.
+
+        A NaN in ``x`` raises :class:`bitlogic.InputError` naming its sample and (flattened) feature."""
         data = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
         if data.ndim < 2 or data.shape[0] == 0:
             raise ValueError(f"DistributiveThermometer.fit: expected features [N, ...] with N > 0, got {list(data.shape)}")
         data = data.reshape(data.shape[0], -1)
+        if np.issubdtype(data.dtype, np.floating) and np.isnan(data).any():
+            sample, feature = (int(v) for v in np.argwhere(np.isnan(data))[0])
+            raise InputError(
+                f"DistributiveThermometer.fit: sample {sample}, feature {feature} is NaN; expected a number"
+            )
         q = np.arange(1, self.num_bits + 1, dtype=np.float64) / (self.num_bits + 1)
         # "lower" picks a value present in the data, so a threshold never falls between two equal samples' values.
         thresholds = np.quantile(data, q, axis=0, method="lower").T.astype(np.float32)
