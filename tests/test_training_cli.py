@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +23,21 @@ import torch
 from torch import nn
 
 import bitlogic
+import bitlogic.cli._common
+import bitlogic.cli.bench
+import bitlogic.cli.evaluate
+import bitlogic.cli.info
 from bitlogic import datasets, training
-from bitlogic.cli import main
+from bitlogic.cli import CliError, main
 from bitlogic.nn import BinaryLinear, DistributiveThermometer, GroupSum, Sign
+from bitlogic.spec import ENCODER_KINDS, LAYER_KINDS
+
+from _proxy import with_native
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS, BATCH, LR = 2, 64, 0.01
+ERROR_NAMES = ["BitlogicError", "FormatError", "InputError", "ExportError", "CheckpointError", "DatasetError",
+               "CudaError", "KernelCompileError"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -369,6 +379,87 @@ def test_cli_errors_are_one_line_and_exit_2(
     assert code == 2
     assert err.startswith("bitlogic: error: ") and err.count("\n") == 1, err
     assert message in err
+
+
+@pytest.mark.parametrize("error", [*(getattr(bitlogic, name) for name in ERROR_NAMES), CliError, OSError])
+def test_cli_turns_every_bitlogic_error_into_one_line_and_exit_2(
+    error: type[Exception], trained: tuple[Path, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(path: str) -> bitlogic.Network:
+        raise error(f"what went wrong\nwith {path}")
+
+    monkeypatch.setattr(bitlogic.cli.info, "load_network", fail)
+    code, out, err = run_cli(capsys, "info", "net.bitlogic")
+    assert code == 2 and out == ""
+    assert err == "bitlogic: error: what went wrong with net.bitlogic\n"
+
+
+def test_cli_leaves_a_bug_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(path: str) -> bitlogic.Network:
+        raise ValueError("a bug, not a bitlogic error")
+
+    monkeypatch.setattr(bitlogic.cli.info, "load_network", fail)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["info", "net.bitlogic"])
+
+
+def test_cli_info_compiles_once_and_names_an_unknown_kind(
+    trained: tuple[Path, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net = bitlogic.load(trained[0])
+    native = with_native(net)
+    monkeypatch.setattr(bitlogic.cli.info, "load_network", lambda path: net)
+    code, out, _ = run_cli(capsys, "info", str(trained[0]))
+    assert code == 0 and "program (as written -> optimized):" in out and "binary_rows:" in out
+    assert native.calls["optimization"] == 1 and "prepare" not in native.calls
+
+    parts = native.real.layer_parts()
+    with_native(net, layer_parts=[*parts[:1], ("conv", *parts[0][1:])])
+    code, out, err = run_cli(capsys, "info", str(trained[0]))
+    assert code == 2 and "unknown layer kind 'conv'; this version of bitlogic knows gates, luts, binary" in err
+
+
+def test_cli_info_has_a_description_of_every_kind() -> None:
+    assert set(bitlogic.cli.info._FAN_IN) == set(LAYER_KINDS)
+    assert set(bitlogic.cli.info._ENCODERS) == set(bitlogic.cli.bench._RANDOM_INPUTS) == set(ENCODER_KINDS)
+
+
+def test_cli_eval_times_the_compiled_engine_on_enough_rows(
+    trained: tuple[Path, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net = bitlogic.load(trained[0])
+    native = with_native(net)
+    monkeypatch.setattr(bitlogic.cli.evaluate, "load_network", lambda path: net)
+    seconds: list[float] = []
+    real_rate = bitlogic.cli._common.sustained_rate
+
+    def timed(*args: Any, **kwargs: Any) -> tuple[float, int]:
+        start = time.perf_counter()
+        result = real_rate(*args, **kwargs)
+        seconds.append(time.perf_counter() - start)
+        return result
+
+    monkeypatch.setattr(bitlogic.cli.evaluate, "sustained_rate", timed)
+    code, out, _ = run_cli(capsys, "eval", str(trained[0]), "--dataset", "digits")
+    assert code == 0
+    assert native.order.index("prepare") < native.order.index("predict")  # compiled before anything is timed
+    assert seconds and seconds[0] >= 0.2
+    line = out.splitlines()[-1]
+    assert line.startswith("throughput ") and "samples/s" in line
+    assert "calls of 8,192 rows (the 360 test rows repeated), compiled beforehand" in line
+
+
+@pytest.mark.parametrize("preset", ["logic-small", "logic-large"])
+def test_cli_trains_the_logic_presets_on_a_narrow_dataset(
+    preset: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 30 features: too few encoder bits for the first layer's gates to read distinct pairs.
+    output = tmp_path / f"{preset}.bitlogic"
+    argv = ["train", "--dataset", "breast-cancer", "--preset", preset, "--epochs", "1", "--device", "cpu"]
+    code, out, err = run_cli(capsys, *argv, "--no-progress", "--output", str(output))
+    assert code == 0, err
+    assert "identical to the torch model" in out
+    assert bitlogic.load(output).info["preset"] == preset
 
 
 def run_python(*args: str) -> subprocess.CompletedProcess[str]:
