@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let back = Network::from_bytes(&bytes).expect("a serialized network reads back");
     assert_eq!(back, net, "to_bytes -> from_bytes changed the network");
 
-    let options = EvalOptions { threads: Some(1), isa: None };
+    let options = EvalOptions { threads: Some(1), ..EvalOptions::default() };
     let cols = net.num_inputs();
     if cols > MAX_INPUTS || net.max_width() > MAX_WIDTH {
         return;
