@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import bitlogic.nn._gates as gates_module
+import bitlogic.ops.logic as gates_module
 from bitlogic.nn import BinaryLinear, GroupSum, LogicLayer, LUTLayer, Sign
 from _machine import cpu_name  # benches/ is the script directory, first on sys.path
 

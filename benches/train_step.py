@@ -6,8 +6,8 @@ tau = 30), the backward pass and an Adam step (lr 0.01). Three implementations o
 1. difflogic-style: every layer evaluates the 16 relaxed gates of the difflogic paper (Table 1) explicitly and mixes
    them with the probabilities softmax(w) of its 16 logits per gate;
 2. torch 4-coef: the same mixture reduced to four coefficients per gate, ``coef = softmax(w) @ M``, evaluated as
-   ``c0 + c1*a + c2*b + c3*a*b`` with tensor operations (``bitlogic.nn._gates.gates_torch``);
-3. fused 4-coef: the same, with bitlogic's kernels (``bitlogic.nn._gates.gates``): the fused Rust kernels on the
+   ``c0 + c1*a + c2*b + c3*a*b`` with tensor operations (``bitlogic.ops.logic.gates_torch``);
+3. fused 4-coef: the same, with bitlogic's kernels (``bitlogic.ops.logic.gates``): the fused Rust kernels on the
    CPU, the CUDA kernels of ``cuda/logic_layer.cu`` with ``--device cuda`` (float32, or bfloat16 activations with
    ``--dtype bfloat16``).
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bitlogic.nn._gates import gates, gates_torch
+from bitlogic.ops.logic import gates, gates_torch
 from _machine import cpu_name  # benches/ is the script directory, first on sys.path
 
 IN_DIM, WIDTH, DEPTH, CLASSES, TAU, LR = 784, 8000, 6, 10, 30.0, 0.01

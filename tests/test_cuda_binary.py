@@ -1,4 +1,5 @@
-"""The BinaryLinear kernels of cuda/binary_linear.cu, run through the op of bitlogic.gpu.binary.
+"""The BinaryLinear kernels of cuda/binary_linear.cu (launched by bitlogic.gpu.binary), run through the op of
+bitlogic.ops.binary.
 
 On the CPU they run in the emulator (tests/cuda_emulator.py) against the pure-torch layer ``quantized_sign(2x - 1) @
 quantized_sign(W).T``; on a GPU (where one exists) the same checks run on the device, and a BinaryLinear + BatchNorm
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from bitlogic.gpu import binary
+from bitlogic.ops import binary as ops_binary
 from bitlogic.gpu._kernels import Backend, backend_for
 from bitlogic.nn import QUANTIZERS, BinaryLinear, Sign, quantized_sign
 from cuda_emulator import Emulator, available
@@ -53,7 +55,7 @@ Layer = Callable[[torch.Tensor, torch.Tensor, str], torch.Tensor]
 
 def _kernels(backend: Backend) -> Layer:
     """The op on ``backend`` (the emulator or a GPU), as a function of (x, weight, quantizer)."""
-    return lambda x, w, quantizer: binary.binary_linear(x, w, quantizer, backend)
+    return lambda x, w, quantizer: ops_binary.binary_linear(x, w, quantizer, backend)
 
 
 def _grads(fn: Layer, x: torch.Tensor, w: torch.Tensor, grad: torch.Tensor,
@@ -124,7 +126,7 @@ def test_pack_reads_strided_views(emulator: Emulator) -> None:
 def test_forward_equals_the_torch_layer(emulator: Emulator, batch: int, inputs: int, outs: int) -> None:
     # 1100 inputs are 35 words: more than one 32-word chunk of the GEMM's packed dimension.
     x, w = _problem(batch, inputs, outs, seed=inputs)
-    out = binary.binary_linear(x, w, "ste_sign", emulator)
+    out = ops_binary.binary_linear(x, w, "ste_sign", emulator)
     expected = _torch_layer(x, w, "ste_sign")
     assert out.dtype == torch.float32 and torch.equal(out, expected)
     gemm = [launch for launch in emulator.launches if launch[0] == "binary_gemm_f32"][-1]
@@ -177,11 +179,11 @@ def test_only_the_needed_gradients(emulator: Emulator) -> None:
     x, w = _problem(9, 40, 6, seed=5)
     grad = torch.randn(9, 6, generator=torch.Generator().manual_seed(0))
     wk, wt = w.clone().requires_grad_(), w.clone().requires_grad_()
-    binary.binary_linear(x, wk, "approx_sign", emulator).backward(grad)
+    ops_binary.binary_linear(x, wk, "approx_sign", emulator).backward(grad)
     _torch_layer(x, wt, "approx_sign").backward(grad)
     assert wk.grad is not None and wt.grad is not None and torch.equal(wk.grad, wt.grad)
     xk, xt = x.clone().requires_grad_(), x.clone().requires_grad_()
-    binary.binary_linear(xk, w, "swish_sign", emulator).backward(grad)
+    ops_binary.binary_linear(xk, w, "swish_sign", emulator).backward(grad)
     _torch_layer(xt, w, "swish_sign").backward(grad)
     assert xk.grad is not None and xt.grad is not None and torch.equal(xk.grad, xt.grad)
 
@@ -191,7 +193,7 @@ def test_grid_striding_covers_rows_and_words_beyond_one_grid(emulator: Emulator,
     monkeypatch.setattr(binary, "MAX_GRID_Y", 1)  # every 32-sample tile through one grid row
     monkeypatch.setattr(binary, "MAX_PACK_BLOCKS", 2)  # 16 warps for all the words
     x, w = _problem(100, 70, 40, seed=9)
-    out = binary.binary_linear(x, w, "ste_sign", emulator)
+    out = ops_binary.binary_linear(x, w, "ste_sign", emulator)
     assert torch.equal(out, _torch_layer(x, w, "ste_sign"))
     assert [launch[1] for launch in emulator.launches[-3:]] == [(2, 1, 1), (2, 1, 1), (2, 1, 1)]
 
@@ -200,7 +202,7 @@ def test_eval_layer_outputs_are_the_match_counts(emulator: Emulator) -> None:
     layer = BinaryLinear(70, 20).eval()
     x = (torch.rand(50, 70) > 0.5).float()
     with torch.no_grad():
-        out = binary.binary_linear(x, layer.weight, layer.quantizer, emulator)
+        out = ops_binary.binary_linear(x, layer.weight, layer.quantizer, emulator)
         assert torch.equal(out, layer(x))
     matches = ((x.bool()[:, None, :] == layer.weight_bits()[None]).sum(-1)).float()
     assert torch.equal(out, 2 * matches - 70)
@@ -215,11 +217,11 @@ def test_empty_batch(emulator: Emulator) -> None:
 def test_clear_errors_and_what_is_supported(emulator: Emulator) -> None:
     x, w = _problem(4, 10, 3, seed=1)
     with pytest.raises(ValueError, match="quantizer must be one of"):
-        binary.binary_linear(x, w, "sign", emulator)
+        ops_binary.binary_linear(x, w, "sign", emulator)
     with pytest.raises(ValueError, match=r"x \[batch, in\] and weight \[out, in\], got \[4, 10\] and \[3, 9\]"):
-        binary.binary_linear(x, w[:, :9], "ste_sign", emulator)
+        ops_binary.binary_linear(x, w[:, :9], "ste_sign", emulator)
     with pytest.raises(TypeError, match="must be float32 or bfloat16, got torch.float64"):
-        binary.binary_linear(x.double(), w, "ste_sign", emulator)
+        ops_binary.binary_linear(x.double(), w, "ste_sign", emulator)
     assert not binary.supports(x, w)  # CPU tensors take the pure-torch path
 
 
@@ -247,14 +249,14 @@ def test_on_the_gpu_every_bfloat16_value_packs_like_torch() -> None:
 def test_on_the_gpu_a_binary_layer_step_equals_the_torch_path(monkeypatch: pytest.MonkeyPatch,
                                                              dtype: torch.dtype) -> None:
     calls: list[int] = []
-    original = binary.binary_linear
+    original = ops_binary.binary_linear
 
     def counting(x: torch.Tensor, weight: torch.Tensor, quantizer: str = "ste_sign",
                  backend: Backend | None = None) -> torch.Tensor:
         calls.append(1)
         return original(x, weight, quantizer, backend)
 
-    monkeypatch.setattr(binary, "binary_linear", counting)
+    monkeypatch.setattr(ops_binary, "binary_linear", counting)
 
     def step() -> tuple[torch.Tensor, ...]:
         torch.manual_seed(0)

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bitlogic.gpu import CudaError, _driver, _kernels, logic
-from bitlogic.nn._gates import gates_torch
+from bitlogic.gpu import CudaError, _driver, _kernels
+from bitlogic.ops.logic import gates_torch, logic_gates
 from cuda_emulator import Emulator, available
 
 pytestmark = pytest.mark.skipif(not available(), reason="the stand-in driver and the emulator need gcc and g++")
@@ -97,7 +97,7 @@ def test_an_op_runs_through_cuda_backend(built: tuple[Path, Emulator], driver: _
     x = torch.rand(70, 12, generator=g, requires_grad=True)
     ia, ib = torch.randint(0, 12, (30,), generator=g), torch.randint(0, 12, (30,), generator=g)
     coef = torch.randn(30, 4, generator=g, requires_grad=True)
-    out = logic.logic_gates(x, ia, ib, coef, backend)
+    out = logic_gates(x, ia, ib, coef, backend)
     out.sum().backward()
     xr, cr = x.detach().clone().requires_grad_(), coef.detach().clone().requires_grad_()
     ref = gates_torch(xr, ia, ib, cr)

@@ -1,4 +1,5 @@
-"""The LogicLayer kernels of cuda/logic_layer.cu, run through the ops of bitlogic.gpu.logic.
+"""The LogicLayer kernels of cuda/logic_layer.cu (launched by bitlogic.gpu.logic), run through the op of
+bitlogic.ops.logic.
 
 On the CPU they run in the emulator (tests/cuda_emulator.py) against the pure-torch reference ``gates_torch``; on a
 GPU (where one exists) the same checks run on the device, and a LogicLayer training step is compared with the
@@ -14,8 +15,9 @@ import pytest
 import torch
 
 from bitlogic.gpu import logic
+from bitlogic.gpu._kernels import backend_for
 from bitlogic.nn import LogicLayer
-from bitlogic.nn._gates import gates_torch
+from bitlogic.ops.logic import gates_torch, logic_gates
 from cuda_emulator import Emulator, available
 
 pytestmark = pytest.mark.skipif(not available(), reason="the CPU emulator of the CUDA kernels needs g++")
@@ -51,7 +53,7 @@ def _run(x: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor, coef: torch.Tensor
          backend: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x = x.detach().clone().requires_grad_()
     c = coef.detach().clone().requires_grad_()
-    out = logic.logic_gates(x, ia, ib, c, backend)  # type: ignore[arg-type]
+    out = logic_gates(x, ia, ib, c, backend)  # type: ignore[arg-type]
     out.backward(grad)
     assert x.grad is not None and c.grad is not None
     return out.detach(), x.grad, c.grad
@@ -115,10 +117,10 @@ def test_the_bfloat16_rounding_is_torchs_on_every_tie_and_special_value(emulator
     coef[:, 0] = values
     x = torch.zeros(1, 1, dtype=torch.bfloat16)
     zero = torch.zeros(gates, dtype=torch.int64)
-    out = logic.logic_gates(x, zero, zero, coef, emulator)  # type: ignore[arg-type]
+    out = logic_gates(x, zero, zero, coef, emulator)  # type: ignore[arg-type]
     expected = values.to(torch.bfloat16)
     assert torch.equal(out[0].view(torch.int16), expected.view(torch.int16))
-    nan = logic.logic_gates(x, zero[:1], zero[:1], torch.full((1, 4), float("nan")), emulator)  # type: ignore[arg-type]
+    nan = logic_gates(x, zero[:1], zero[:1], torch.full((1, 4), float("nan")), emulator)  # type: ignore[arg-type]
     assert torch.isnan(nan).all()
 
 
@@ -127,7 +129,7 @@ def test_eval_gates_are_exact_on_bits(emulator: Emulator) -> None:
     x = (torch.rand(100, 30) > 0.5).float()
     with torch.no_grad():
         coef = layer.coefficients()
-        out = logic.logic_gates(x, layer.inputs[0], layer.inputs[1], coef, emulator)  # type: ignore[arg-type]
+        out = logic_gates(x, layer.inputs[0], layer.inputs[1], coef, emulator)  # type: ignore[arg-type]
         assert torch.equal(out, layer(x))
 
 
@@ -153,7 +155,7 @@ def test_on_the_gpu_kernels_match_the_reference(dtype: torch.dtype) -> None:
     x, ia, ib, coef = _problem(1000, 300, 2000, seed=9, device="cuda")
     x = x.to(dtype)
     grad = torch.randn(1000, 2000, device="cuda").to(dtype)
-    out, gx, gc = _run(x, ia, ib, coef, grad, logic.backend_for(x.device))
+    out, gx, gc = _run(x, ia, ib, coef, grad, backend_for(x.device))
     ref_out, ref_gx, ref_gc = _reference(x.float(), ia, ib, coef, grad.float())
     tol = {"rtol": 1e-5, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 2**-7, "atol": 2e-2}
     torch.testing.assert_close(out.double(), ref_out.to(dtype).double(), **tol)
@@ -182,7 +184,7 @@ def test_gradcheck_in_float64(emulator: Emulator) -> None:
     ia[0] = ib[0]  # one gate reads a wire twice
     x = x.double().requires_grad_()
     coef = coef.double().requires_grad_()
-    assert torch.autograd.gradcheck(lambda x, c: logic.logic_gates(x, ia, ib, c, emulator), (x, coef))  # type: ignore[arg-type]
+    assert torch.autograd.gradcheck(lambda x, c: logic_gates(x, ia, ib, c, emulator), (x, coef))  # type: ignore[arg-type]
 
 
 def test_a_layer_s_wiring_is_converted_once_and_again_after_an_in_place_change() -> None:
@@ -202,6 +204,6 @@ def test_a_layer_s_wiring_is_converted_once_and_again_after_an_in_place_change()
 def test_wires_outside_the_inputs_are_refused_before_any_launch(emulator: Emulator) -> None:
     x = torch.rand(4, 3)
     with pytest.raises(ValueError, match="wire 3 is outside the 3 inputs"):
-        logic.logic_gates(x, torch.tensor([0, 3]), torch.tensor([1, 1]), torch.zeros(2, 4), emulator)  # type: ignore[arg-type]
+        logic_gates(x, torch.tensor([0, 3]), torch.tensor([1, 1]), torch.zeros(2, 4), emulator)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="wire -1 is outside the 3 inputs"):
-        logic.logic_gates(x, torch.tensor([0, 1]), torch.tensor([-1, 1]), torch.zeros(2, 4), emulator)  # type: ignore[arg-type]
+        logic_gates(x, torch.tensor([0, 1]), torch.tensor([-1, 1]), torch.zeros(2, 4), emulator)  # type: ignore[arg-type]

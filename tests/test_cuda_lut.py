@@ -1,6 +1,6 @@
-"""The LUTLayer kernels of cuda/lut_layer.cu, run through the op of bitlogic.gpu.lut.
+"""The LUTLayer kernels of cuda/lut_layer.cu (launched by bitlogic.gpu.lut), run through the op of bitlogic.ops.lut.
 
-On the CPU they run in the emulator (tests/cuda_emulator.py) against the pure-torch ``_Lookup`` of bitlogic.nn.lut;
+On the CPU they run in the emulator (tests/cuda_emulator.py) against the pure-torch ``TorchLookup`` of bitlogic.ops.lut;
 on a GPU (where one exists) the same checks run on the device, and a LUTLayer training step is compared with the
 pure-torch path. The forward pass is a lookup and the input gradient one product of the same two float32 numbers as
 torch's, so in the emulator both must agree exactly; the table gradient, summed with atomics in another order than
@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import bitlogic.nn.lut as nn_lut
-from bitlogic.gpu import lut
+from bitlogic.gpu import lut as kernels
+from bitlogic.gpu._kernels import backend_for
 from bitlogic.nn import LUTLayer
-from bitlogic.nn.lut import _Lookup, efd_matrix
+from bitlogic.ops import lut
+from bitlogic.ops.lut import TorchLookup, efd_matrix
 from cuda_emulator import Emulator, available
 
 pytestmark = pytest.mark.skipif(not available(), reason="the CPU emulator of the CUDA kernels needs g++")
@@ -46,11 +47,11 @@ def _problem(batch: int, width: int, n: int, seed: int, device: str = "cpu") -> 
 
 def _run(selected: torch.Tensor, tables: torch.Tensor, weights: torch.Tensor, grad: torch.Tensor, ste: bool,
          backend: object | None) -> Result:
-    """Outputs and gradients (selected, tables) of the kernels (``backend``) or of ``_Lookup`` (``None``)."""
+    """Outputs and gradients (selected, tables) of the kernels (``backend``) or of ``TorchLookup`` (``None``)."""
     x = selected.detach().clone().requires_grad_()
     t = tables.detach().clone().requires_grad_()
     if backend is None:
-        out = _Lookup.apply(x, t, weights, ste)
+        out = TorchLookup.apply(x, t, weights, ste)
     else:
         out = lut.lut_lookup(x, t, weights, ste, backend)  # type: ignore[arg-type]
     out.backward(grad.to(out.dtype))
@@ -69,7 +70,7 @@ def test_forward_and_gradients_match_the_torch_lookup(emulator: Emulator, n: int
     assert gx is not None and ref_gx is not None and torch.equal(gx, ref_gx)
     assert gt is not None and ref_gt is not None and gt.dtype == torch.float32
     torch.testing.assert_close(gt, ref_gt, rtol=1e-5, atol=1e-5)
-    assert {block for _, _, block in emulator.launches[-3:]} == {(lut.THREADS, 1, 1)}
+    assert {block for _, _, block in emulator.launches[-3:]} == {(kernels.THREADS, 1, 1)}
 
 
 def test_the_address_reads_input_j_as_bit_j(emulator: Emulator) -> None:
@@ -94,7 +95,7 @@ def test_special_values_follow_torch(emulator: Emulator) -> None:
     weights = efd_matrix(n, 0.5, 1 / 3)
     for ste in (True, False):
         out = lut.lut_lookup(selected, tables, weights, ste, emulator)  # type: ignore[arg-type]
-        ref = _Lookup.apply(selected, tables, weights, ste)
+        ref = TorchLookup.apply(selected, tables, weights, ste)
         torch.testing.assert_close(out, ref, rtol=0, atol=0, equal_nan=True)
 
 
@@ -105,7 +106,7 @@ def test_bfloat16_activations(emulator: Emulator, ste: bool) -> None:
     gb = grad.to(torch.bfloat16)
     out, gx, gt = _run(xb, tables, weights, gb, ste, emulator)
     ref_out, ref_gx, _ = _run(xb, tables, weights, gb, ste, None)
-    # ste outputs are bits in the inputs' dtype, soft outputs float32 like the tables: as _Lookup.
+    # ste outputs are bits in the inputs' dtype, soft outputs float32 like the tables: as TorchLookup.
     assert out.dtype == ref_out.dtype == (torch.bfloat16 if ste else torch.float32)
     assert torch.equal(out, ref_out)
     # The input gradient is the float32 product rounded once to bfloat16, on both paths.
@@ -127,7 +128,7 @@ def test_every_sample_adding_into_one_entry_is_counted(emulator: Emulator) -> No
 
 
 def test_grid_striding_covers_a_batch_beyond_one_grid(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lut, "MAX_BLOCKS", 2)  # 2 * 256 threads for 1200 items and 4800 input gradients
+    monkeypatch.setattr(kernels, "MAX_BLOCKS", 2)  # 2 * 256 threads for 1200 items and 4800 input gradients
     selected, tables, weights, grad = _problem(100, 12, 4, seed=8)
     out, gx, gt = _run(selected, tables, weights, grad, False, emulator)
     ref_out, ref_gx, ref_gt = _run(selected, tables, weights, grad, False, None)
@@ -172,7 +173,7 @@ def test_tensors_the_kernels_do_not_take_raise() -> None:
         lut.lut_lookup(selected.half(), tables, weights, True)
     with pytest.raises(ValueError, match="EFD matrix"):
         lut.lut_lookup(selected, tables, weights[:, :4], True)
-    assert not lut.supports(selected, tables, weights)  # CPU tensors: the kernels are for GPUs
+    assert not lut._kernels_apply(selected, tables, weights)  # CPU tensors: the kernels are for GPUs
 
 
 @pytest.mark.parametrize(("mapping", "ste"), [("random", True), ("learnable", False)])
@@ -187,7 +188,7 @@ def test_a_lut_layer_runs_its_lookup_on_the_kernels(emulator: Emulator, monkeypa
     ref = (x.grad.clone(), layer.tables.grad.clone())
     x.grad = None
     layer.tables.grad = None
-    monkeypatch.setattr(nn_lut, "_kernels_apply", lambda *_: True)
+    monkeypatch.setattr(lut, "_kernels_apply", lambda *_: True)
     monkeypatch.setattr(lut, "backend_for", lambda _: emulator)
     before = len(emulator.launches)
     layer(x).square().sum().backward()
@@ -199,7 +200,7 @@ def test_a_lut_layer_runs_its_lookup_on_the_kernels(emulator: Emulator, monkeypa
 
 def test_on_the_cpu_the_layer_keeps_the_torch_lookup() -> None:
     layer = LUTLayer(10, 4, n=2)
-    assert not nn_lut._kernels_apply(torch.rand(3, 8), layer.tables, layer.efd)
+    assert not lut._kernels_apply(torch.rand(3, 8), layer.tables, layer.efd)
 
 
 @gpu
@@ -210,7 +211,7 @@ def test_on_the_gpu_kernels_match_the_torch_lookup(dtype: torch.dtype, ste: bool
     selected, tables, weights, grad = _problem(3001, 500, n, seed=9, device="cuda")
     selected = selected.to(dtype)
     grad = grad.to(dtype)
-    out, gx, gt = _run(selected, tables, weights, grad, ste, lut.backend_for(selected.device))
+    out, gx, gt = _run(selected, tables, weights, grad, ste, backend_for(selected.device))
     ref_out, ref_gx, _ = _run(selected, tables, weights, grad, ste, None)
     _, _, ref_gt = _run(selected.float(), tables, weights, grad.float(), ste, None)
     assert out.dtype == ref_out.dtype and torch.equal(out, ref_out)
@@ -231,7 +232,7 @@ def test_on_the_gpu_a_lut_layer_step_matches_the_torch_path(monkeypatch: pytest.
     layer = LUTLayer(200, 500, n=6, mapping=mapping, ste=ste).cuda()  # type: ignore[arg-type]
     x = torch.rand(256, 200, device="cuda", requires_grad=True)
     probe = torch.zeros(1, 500 * 6, device="cuda")  # the selected inputs' shape
-    assert nn_lut._kernels_apply(probe, layer.tables, layer.efd)
+    assert lut._kernels_apply(probe, layer.tables, layer.efd)
     out = layer(x)
     out.square().sum().backward()
     assert x.grad is not None and layer.tables.grad is not None
@@ -239,7 +240,7 @@ def test_on_the_gpu_a_lut_layer_step_matches_the_torch_path(monkeypatch: pytest.
     x.grad = None
     layer.tables.grad = None
     monkeypatch.setenv("BITLOGIC_CUDA_KERNELS", "0")
-    assert not nn_lut._kernels_apply(probe, layer.tables, layer.efd)
+    assert not lut._kernels_apply(probe, layer.tables, layer.efd)
     out = layer(x)
     out.square().sum().backward()
     assert torch.equal(kernel[0], out.detach())

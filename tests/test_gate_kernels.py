@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from bitlogic import _native  # noqa: E402
-from bitlogic.nn._gates import _FusedGates, gates, gates_torch  # noqa: E402
+from bitlogic.ops.logic import FusedGates, gates, gates_torch  # noqa: E402
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -38,7 +38,7 @@ def test_fused_matches_torch(batch: int, in_dim: int, n: int) -> None:
     x, ia, ib, coef, grad = layer(batch, in_dim, n, seed=batch * 1000 + in_dim * 10 + n)
     x.requires_grad_()
     coef.requires_grad_()
-    fused = _FusedGates.apply(x, ia, ib, coef)
+    fused = FusedGates.apply(x, ia, ib, coef)
     plain = gates_torch(x, ia, ib, coef)
     assert fused.shape == (batch, n)
     torch.testing.assert_close(fused, plain, **TOL)
@@ -50,7 +50,7 @@ def test_same_wire_and_unused_inputs() -> None:
     x = torch.tensor([[0.1, 0.5, 0.9], [0.2, 0.25, 0.7]], requires_grad=True)
     ia, ib = torch.tensor([1]), torch.tensor([1])  # one gate reading wire 1 twice; wires 0 and 2 unused
     coef = torch.tensor([[0.1, 0.2, 0.3, 0.4]], requires_grad=True)
-    out = _FusedGates.apply(x, ia, ib, coef)
+    out = FusedGates.apply(x, ia, ib, coef)
     (gx,) = torch.autograd.grad(out.sum(), (x,))
     v = x.detach()[:, 1]
     torch.testing.assert_close(gx[:, 1], 0.2 + 0.3 + 2 * 0.4 * v)  # d/dv of c0 + (c1 + c2) v + c3 v^2
@@ -71,7 +71,7 @@ def test_non_contiguous_inputs_and_gradients(layout: str) -> None:
         grad_in = grad[:, :1].expand(9, 20)
     x_in = x_in.detach().requires_grad_()
     coef = coef.t().contiguous().t().requires_grad_()  # non-contiguous coefficients too
-    fused = _FusedGates.apply(x_in, ia, ib, coef)
+    fused = FusedGates.apply(x_in, ia, ib, coef)
     plain = gates_torch(x_in, ia, ib, coef)
     torch.testing.assert_close(fused, plain, **TOL)
     for got, want in zip(grads(fused, grad_in, x_in, coef), grads(plain, grad_in, x_in, coef)):
@@ -84,9 +84,9 @@ def test_chained_layers_pass_feature_major_views() -> None:
     coef2 = torch.randn(25, 4)
     for c in (coef, coef2):
         c.requires_grad_()
-    h = _FusedGates.apply(x, ia, ib, coef)
+    h = FusedGates.apply(x, ia, ib, coef)
     assert h.t().is_contiguous()  # the next layer reads it without a copy
-    fused = _FusedGates.apply(h, ia2, ib2, coef2)
+    fused = FusedGates.apply(h, ia2, ib2, coef2)
     plain = gates_torch(gates_torch(x, ia, ib, coef), ia2, ib2, coef2)
     torch.testing.assert_close(fused, plain, **TOL)
     grad = torch.randn(5, 25)
@@ -100,7 +100,7 @@ def test_only_the_needed_gradients(need: str) -> None:
     x.requires_grad_(need in ("x", "both"))
     coef.requires_grad_(need in ("coef", "both"))
     inputs = [t for t in (x, coef) if t.requires_grad]
-    got = grads(_FusedGates.apply(x, ia, ib, coef), grad, *inputs)
+    got = grads(FusedGates.apply(x, ia, ib, coef), grad, *inputs)
     want = grads(gates_torch(x, ia, ib, coef), grad, *inputs)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, **TOL)
@@ -110,9 +110,9 @@ def test_dispatcher() -> None:
     x, ia, ib, coef, _ = layer(4, 6, 5, seed=5)
     coef.requires_grad_()
     out = gates(x, ia, ib, coef)
-    assert type(out.grad_fn).__name__ == "_FusedGatesBackward"
+    assert type(out.grad_fn).__name__ == "FusedGatesBackward"
     out64 = gates(x.double(), ia, ib, coef.double())
-    assert type(out64.grad_fn).__name__ != "_FusedGatesBackward"
+    assert type(out64.grad_fn).__name__ != "FusedGatesBackward"
     assert out64.dtype == torch.float64
     torch.testing.assert_close(out64, gates_torch(x.double(), ia, ib, coef.double()))
     torch.testing.assert_close(out64.float(), out, **TOL)

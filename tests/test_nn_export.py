@@ -286,6 +286,44 @@ def test_binary_linear_counts_matches() -> None:
     assert layer(x).tolist() == [[5.0, -1.0]]
 
 
+BIT_LAYERS = {
+    "logic": lambda: LogicLayer(10, 24),
+    "logic-inputwise": lambda: LogicLayer(10, 24, parametrization="inputwise"),
+    "lut": lambda: LUTLayer(10, 8, n=3),
+    "lut-soft": lambda: LUTLayer(10, 8, n=3, ste=False),
+    "binary": lambda: BinaryLinear(10, 6),
+}
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.int64])
+@pytest.mark.parametrize("kind", sorted(BIT_LAYERS))
+def test_bool_and_integer_bits_give_what_float_bits_give(kind: str, dtype: torch.dtype, training: bool) -> None:
+    # In bool or uint8 arithmetic the relaxed gates were constants (training) or wrong gates (eval), silently.
+    torch.manual_seed(7)
+    layer = BIT_LAYERS[kind]().train(training)
+    bits = torch.rand(32, 10) > 0.5
+    expected = layer(bits.float())
+    got = layer(bits.to(dtype))
+    assert got.dtype == expected.dtype == torch.float32
+    assert torch.equal(got, expected)
+    assert not training or got.std() > 0  # not constants
+
+
+@pytest.mark.parametrize("kind", sorted(BIT_LAYERS))
+def test_integer_inputs_other_than_bits_are_refused(kind: str) -> None:
+    layer = BIT_LAYERS[kind]()
+    name = type(layer).__name__
+    x = torch.zeros(4, 10, dtype=torch.uint8)
+    x[2, 3] = 2
+    with pytest.raises(bitlogic.InputError, match=rf"{name}: a torch.uint8 input must hold bits \(0 or 1\), got 2"):
+        layer(x)
+    with pytest.raises(bitlogic.InputError, match=r"torch.int8 input must hold bits \(0 or 1\), got -1"):
+        layer(torch.full((4, 10), -1, dtype=torch.int8))
+    with pytest.raises(bitlogic.InputError, match="expected real inputs"):
+        layer(torch.zeros(4, 10, dtype=torch.complex64))
+
+
 @pytest.mark.parametrize("quantizer", ["ste_sign", "approx_sign", "swish_sign"])
 def test_quantizer_gradients(quantizer: str) -> None:
     x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], requires_grad=True)

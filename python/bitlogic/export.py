@@ -1,26 +1,58 @@
-"""Exact export of a trained torch model to a Network (``bitlogic.compile``)."""
+"""Exact export of a trained torch model to a Network (``bitlogic.compile``).
+
+Every module of the model says what it becomes through the export protocol of :mod:`bitlogic.nn._export`
+(``export_part``); torch's own modules, and the encoders, are looked up in :data:`_ADAPTERS`. This module only
+checks that the parts come in the order a network file holds them (encoder, layers, head) and fit each other.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
-import numpy as np
-import torch
 from torch import nn
 
 from bitlogic.errors import ExportError
 from bitlogic.network import Network
-from bitlogic.nn.binary import BinaryLinear, Sign
+from bitlogic.nn._export import EncoderPart, Exportable, FlattenPart, HeadPart, LayerPart, Part
 from bitlogic.nn.encoders import DistributiveThermometer, Thermometer
-from bitlogic.nn.group_sum import GroupSum
-from bitlogic.nn.logic import LogicLayer
-from bitlogic.nn.lut import LUTLayer
-from bitlogic.spec import BinaryLayer, BitsEncoder, Encoder, GateLayer, Layer, LutLayer, ThresholdEncoder
+from bitlogic.spec import BitsEncoder, Encoder, ThresholdEncoder
 
-__all__ = ["ExportError", "binary_thresholds", "compile_model"]
+__all__ = ["ExportError", "compile_model"]
 
-#: Modules that are the identity in eval() and are skipped.
-_TRANSPARENT = (nn.Identity, nn.Dropout)
+_NOT_EXPORTABLE = (
+    "not exportable; a model holds an encoder, Flatten, LogicLayer, LUTLayer, BinaryLinear (+ BatchNorm1d) + Sign and "
+    "a final GroupSum"
+)
+
+
+def _flatten_part(module: nn.Module) -> FlattenPart:
+    assert isinstance(module, nn.Flatten)
+    if module.start_dim != 1 or module.end_dim != -1:
+        raise ExportError("only Flatten(start_dim=1, end_dim=-1) is supported")
+    return FlattenPart()
+
+
+def _encoder_part(module: nn.Module) -> EncoderPart:
+    assert isinstance(module, (Thermometer, DistributiveThermometer))
+    return EncoderPart(module.num_bits, module.feature_thresholds)
+
+
+#: Modules without an ``export_part`` of their own, by class (subclasses included). ``None``: the identity in eval(),
+#: skipped.
+_ADAPTERS: dict[type[nn.Module], Callable[[nn.Module], Part] | None] = {
+    nn.Identity: None,
+    nn.Dropout: None,
+    nn.Flatten: _flatten_part,
+    Thermometer: _encoder_part,
+    DistributiveThermometer: _encoder_part,
+}
+
+
+def _adapter(module: nn.Module) -> tuple[bool, Callable[[nn.Module], Part] | None]:
+    for cls in type(module).__mro__:
+        if cls in _ADAPTERS:
+            return True, _ADAPTERS[cls]
+    return False, None
 
 
 def _flatten(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -36,43 +68,11 @@ def _where(name: str, module: nn.Module) -> str:
     return f"layer {name} ({type(module).__name__})"
 
 
-def binary_thresholds(
-    linear: BinaryLinear, norm: nn.BatchNorm1d | None, sign: Sign
-) -> tuple[np.ndarray, np.ndarray]:
-    """Folds ``linear -> norm -> sign`` into XNOR-popcount weight bits ``[O, I]`` and integer thresholds ``[O]``.
-
-    Rather than solving ``gamma * (2m - I - mean) / sqrt(var + eps) + beta >= 0`` for ``m`` in real numbers (float
-    rounding can move the answer by one), the eval() modules themselves run on every possible match count
-    ``m = 0..I``; the output is monotone in ``m``, rising (threshold = first 1) or, when the batch-norm scale is
-    negative, falling, which flipping the weight bits turns into a rising one.
-    """
-    count = linear.in_features
-    matches = torch.arange(count + 1, dtype=torch.float32)
-    dot = (2 * matches - count).unsqueeze(1).expand(count + 1, linear.out_features).contiguous()
-    with torch.no_grad():
-        param = next(linear.parameters())
-        dot = dot.to(param.device, param.dtype)
-        out = norm(dot) if norm is not None else dot
-        bits = (sign(out) > 0.5).cpu()  # [I+1, O]
-    rising = (bits[1:] >= bits[:-1]).all(dim=0)
-    falling = (bits[1:] <= bits[:-1]).all(dim=0)
-    if not bool((rising | falling).all()):
-        bad = int((~(rising | falling)).nonzero()[0])
-        raise ExportError(f"output {bad}: its bit is not monotone in the match count (NaN in the batch norm?)")
-    any_one = bits.any(dim=0)
-    first_one = torch.where(any_one, bits.to(torch.int64).argmax(dim=0), count + 1)
-    last_one = count - bits.flip(0).to(torch.int64).argmax(dim=0)
-    flip = falling & ~rising  # strictly falling: count mismatches instead
-    thresholds = torch.where(flip, count - last_one, first_one)
-    weights = linear.weight_bits().cpu() ^ flip.unsqueeze(1)
-    return weights.numpy().astype(np.uint8), thresholds.numpy().astype(np.int32)
-
-
 def compile_model(model: nn.Module, info: Mapping[str, str] | None = None) -> Network:
     """See :func:`bitlogic.compile`."""
     if not isinstance(model, nn.Sequential):
         raise ExportError(f"expected a torch.nn.Sequential, got {type(model).__name__}")
-    modules = [(n, m) for n, m in _flatten(model) if not isinstance(m, _TRANSPARENT)]
+    modules = [(n, m) for n, m in _flatten(model) if _adapter(m) != (True, None)]
     was_training = model.training
     model.eval()
     try:
@@ -81,99 +81,71 @@ def compile_model(model: nn.Module, info: Mapping[str, str] | None = None) -> Ne
         model.train(was_training)
 
 
-def _compile(modules: list[tuple[str, nn.Module]], info: Mapping[str, str] | None) -> Network:
-    encoder_module: Thermometer | DistributiveThermometer | None = None
-    position = 0
-    while position < len(modules) and isinstance(modules[position][1], (nn.Flatten, Thermometer, DistributiveThermometer)):
-        name, module = modules[position]
-        if isinstance(module, nn.Flatten):
-            if module.start_dim != 1 or module.end_dim != -1:
-                raise ExportError(f"{_where(name, module)}: only Flatten(start_dim=1, end_dim=-1) is supported")
-        elif encoder_module is not None:
-            raise ExportError(f"{_where(name, module)}: a model has one encoder")
-        else:
-            assert isinstance(module, (Thermometer, DistributiveThermometer))
-            encoder_module = module
-        position += 1
+def _part(name: str, module: nn.Module, following: Sequence[nn.Module]) -> Part:
+    """What ``module`` becomes, by its own ``export_part`` or by :data:`_ADAPTERS`; errors name the module."""
+    try:
+        if isinstance(module, Exportable):
+            return module.export_part(following)
+        known, adapter = _adapter(module)
+        if adapter is None:
+            raise ExportError(_NOT_EXPORTABLE)
+        return adapter(module)
+    except ExportError as error:
+        raise ExportError(f"{_where(name, module)}: {error}") from None
 
-    layers: list[Layer] = []
-    width: int | None = None  # bits entering the next layer
-    head: GroupSum | None = None
+
+def _compile(modules: list[tuple[str, nn.Module]], info: Mapping[str, str] | None) -> Network:
+    encoder: tuple[str, EncoderPart] | None = None  # the encoder module's class name and its part
+    layers: list[LayerPart] = []
+    head: HeadPart | None = None
+    position = 0
     while position < len(modules):
         name, module = modules[position]
-        position += 1
         if head is not None:
             raise ExportError(f"{_where(name, module)}: GroupSum must be the last layer")
-        if isinstance(module, GroupSum):
-            head = module
-            continue
-        if isinstance(module, LogicLayer):
-            in_dim, out_dim = module.in_dim, module.out_dim
-            layer: Layer = GateLayer(
-                inputs=module.inputs.t().cpu().numpy(), ops=module.ops().cpu().numpy().astype(np.uint8)
-            )
-        elif isinstance(module, LUTLayer):
-            in_dim, out_dim = module.in_dim, module.out_dim
-            layer = LutLayer(
-                inputs=module.wires().cpu().numpy(), tables=module.truth_tables().cpu().numpy().astype(np.uint8)
-            )
-        elif isinstance(module, BinaryLinear):
-            in_dim, out_dim = module.in_features, module.out_features
-            norm: nn.BatchNorm1d | None = None
-            following = modules[position][1] if position < len(modules) else None
-            if isinstance(following, nn.BatchNorm1d):
-                norm = following
-                position += 1
-                if following.num_features != out_dim:
-                    raise ExportError(
-                        f"{_where(name, module)}: followed by a BatchNorm1d of {following.num_features} features"
-                    )
-            if position >= len(modules) or not isinstance(modules[position][1], Sign):
+        part = _part(name, module, [m for _, m in modules[position + 1 :]])
+        position += 1 + (part.consumed if isinstance(part, LayerPart) else 0)
+        if isinstance(part, LayerPart):
+            if layers and part.in_width != layers[-1].out_width:
                 raise ExportError(
-                    f"{_where(name, module)}: must be followed by [BatchNorm1d and] Sign, so that its outputs are bits"
+                    f"{_where(name, module)}: expects {part.in_width} inputs but the previous layer gives "
+                    f"{layers[-1].out_width}"
                 )
-            sign: Sign = modules[position][1]  # type: ignore[assignment]
-            position += 1
-            try:
-                weights, thresholds = binary_thresholds(module, norm, sign)
-            except ExportError as error:
-                raise ExportError(f"{_where(name, module)}: {error}") from None
-            layer = BinaryLayer(weights=weights, thresholds=thresholds)
-        elif isinstance(module, (Thermometer, DistributiveThermometer)):
-            raise ExportError(f"{_where(name, module)}: an encoder must come first")
-        else:
-            raise ExportError(
-                f"{_where(name, module)}: not exportable; a model holds an encoder, Flatten, LogicLayer, LUTLayer, "
-                "BinaryLinear (+ BatchNorm1d) + Sign and a final GroupSum"
-            )
-        if width is not None and in_dim != width:
-            raise ExportError(f"{_where(name, module)}: expects {in_dim} inputs but the previous layer gives {width}")
-        if width is None:
-            first_width = in_dim
-        width = out_dim
-        layers.append(layer)
-
+            layers.append(part)
+        elif isinstance(part, HeadPart):
+            head = part
+        elif layers:  # an encoder or a reshape after the first layer
+            what = "an encoder must come first" if isinstance(part, EncoderPart) else _NOT_EXPORTABLE
+            raise ExportError(f"{_where(name, module)}: {what}")
+        elif isinstance(part, EncoderPart):
+            if encoder is not None:
+                raise ExportError(f"{_where(name, module)}: a model has one encoder")
+            encoder = (type(module).__name__, part)
     if not layers:
         raise ExportError("the model has no LogicLayer, LUTLayer or BinaryLinear layer")
     if head is None:
         raise ExportError("the model must end with GroupSum")
-    assert width is not None
+    width = layers[-1].out_width
     if width % head.k:
         raise ExportError(f"GroupSum(k={head.k}): the last layer's {width} outputs do not split into {head.k} groups")
+    return Network.from_arrays(
+        _encoder(encoder, layers[0].in_width), [part.layer for part in layers], num_classes=head.k, tau=head.tau,
+        info=info,
+    )
 
-    encoder: Encoder
-    if encoder_module is None:
-        encoder = BitsEncoder(first_width)
-    else:
-        bits = encoder_module.num_bits
-        if first_width % bits:
-            raise ExportError(
-                f"encoder ({type(encoder_module).__name__}): the first layer reads {first_width} bits, "
-                f"not a multiple of its {bits} bits per feature"
-            )
-        try:
-            thresholds = encoder_module.feature_thresholds(first_width // bits)
-        except ValueError as error:
-            raise ExportError(f"encoder ({type(encoder_module).__name__}): {error}") from None
-        encoder = ThresholdEncoder(thresholds, "feature_major")
-    return Network.from_arrays(encoder, layers, num_classes=head.k, tau=head.tau, info=info)
+
+def _encoder(encoder: tuple[str, EncoderPart] | None, width: int) -> Encoder:
+    """The network's encoder for a first layer of ``width`` bits: the model's, or bits as they come."""
+    if encoder is None:
+        return BitsEncoder(width)
+    name, part = encoder
+    if width % part.num_bits:
+        raise ExportError(
+            f"encoder ({name}): the first layer reads {width} bits, not a multiple of its {part.num_bits} bits per "
+            "feature"
+        )
+    try:
+        thresholds = part.thresholds(width // part.num_bits)
+    except ValueError as error:
+        raise ExportError(f"encoder ({name}): {error}") from None
+    return ThresholdEncoder(thresholds, "feature_major")

@@ -1,9 +1,10 @@
 """GPU training kernels: the CUDA sources of ``cuda/``, compiled at first use with NVRTC and launched through the
 CUDA driver on torch's current stream. Nothing is compiled at install time and nothing here needs a GPU to import.
 
-``bitlogic.nn`` layers use the kernels by themselves for CUDA tensors. ``BITLOGIC_CUDA_KERNELS=0`` turns them off
-(the pure-torch path then runs on the GPU too); where they cannot start (no libnvrtc, a GPU older than NVRTC
-supports) the layers warn once and use the pure-torch path.
+``bitlogic.nn`` layers use the kernels by themselves for CUDA tensors: :mod:`bitlogic.ops` decides per call, with
+:func:`use_kernels`; the modules here only launch kernels and know nothing of layers. ``BITLOGIC_CUDA_KERNELS=0``
+turns them off (the pure-torch path then runs on the GPU too); where they cannot start (no libnvrtc, a GPU older
+than NVRTC supports) the layers warn once and use the pure-torch path.
 
 Inference of a compiled network on the GPU, bit-exact with the CPU engine::
 
@@ -18,6 +19,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from bitlogic.errors import CudaError, KernelCompileError
+from bitlogic.gpu import _kernels
 
 if TYPE_CHECKING:
     import torch
@@ -43,10 +45,8 @@ def use_kernels(device: torch.device) -> bool:
     key = str(device)
     if key in _unusable:
         return False
-    from bitlogic.gpu._kernels import backend_for
-
     try:
-        backend_for(device)
+        _kernels.backend_for(device)
     except CudaError as error:
         _unusable[key] = str(error)
         warnings.warn(f"bitlogic: CUDA kernels are unavailable on {device}, using the pure-torch path: {error}",

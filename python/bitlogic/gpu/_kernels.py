@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from bitlogic import _native
+from bitlogic._native import cuda_sources
 from bitlogic.errors import CudaError
 from bitlogic.gpu import _cache
 from bitlogic.gpu._driver import driver
@@ -31,7 +31,7 @@ Dims = tuple[int, int, int]
 
 def sources() -> dict[str, str]:
     """Kernel sources by file name: the ``.cu`` modules and the ``.cuh`` headers they include."""
-    return _native.cuda_sources()
+    return cuda_sources()
 
 
 def modules() -> list[str]:

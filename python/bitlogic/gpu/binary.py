@@ -1,21 +1,17 @@
-"""BinaryLinear on the GPU: the bit-packed XNOR-popcount GEMM of ``cuda/binary_linear.cu``.
+"""The launches of ``cuda/binary_linear.cu``: the bit-packed XNOR-popcount GEMM of a BinaryLinear's forward pass.
 
 The forward pass packs the input bits ``2x - 1 >= 0`` and the weight bits ``W >= 0`` into 32-bit words and computes
 ``y = in_features - 2 * popcount(xbits ^ wbits)``: the integer ``sign(2x - 1) @ sign(W).T`` of
-:class:`bitlogic.nn.BinaryLinear`, exactly. The backward pass is the one autograd derives for the pure-torch layer,
-with the same straight-through estimators, computed with the same torch matmuls in the same order, so the two paths
-give the same gradients bit for bit.
+:class:`bitlogic.nn.BinaryLinear`, exactly. The backward pass is torch matmuls (:mod:`bitlogic.ops.binary`, which
+also holds the autograd function and the rule for when these kernels run).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from bitlogic.gpu._kernels import Backend, backend_for, blocks, i32, i64, pointer
-from bitlogic.nn.binary import QUANTIZERS, _sign, _sign_grad
+from bitlogic.gpu._kernels import Backend, blocks, i32, i64, pointer
 
 MODULE = "binary_linear.cu"
 PACK_THREADS = 256  # 8 warps, one packed word per warp and step
@@ -58,35 +54,13 @@ def xnor_gemm(xw: Tensor, ww: Tensor, in_features: int, dtype: torch.dtype, back
     return y
 
 
-class _BinaryLinear(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, quantizer: str, backend: Backend) -> Tensor:
-        xd, wd = x.detach(), weight.detach()
-        y = xnor_gemm(pack(xd, False, backend), pack(wd, True, backend), x.shape[1], x.dtype, backend)
-        ctx.save_for_backward(x, weight)
-        ctx.quantizer = quantizer
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-        # What autograd computes for quantized_sign(2 * x - 1) @ quantized_sign(W).to(x.dtype).T, step by step:
-        # mm's backward (grad @ signs(W) and grad.T @ signs(u), the orientations torch picks for these layouts), the
-        # dtype cast's backward, the estimators' grad * d sign/du, and the 2 of 2 * x last.
-        x, weight = ctx.saved_tensors
-        need_x, need_weight, _, _ = ctx.needs_input_grad
-        quantizer: str = ctx.quantizer
-        u = 2 * x - 1
-        grad_x = grad_weight = None
-        if need_x:
-            weights = _sign(weight).to(x.dtype)
-            grad_x = (grad.mm(weights) * _sign_grad(u, quantizer)) * 2
-        if need_weight:
-            grad_weight = grad.t().mm(_sign(u)).to(weight.dtype) * _sign_grad(weight, quantizer)
-        return grad_x, grad_weight, None, None
+def forward(x: Tensor, weight: Tensor, backend: Backend) -> Tensor:
+    """``[B, out]`` of ``x``'s dtype: ``sign(2x - 1) @ sign(weight).T`` for ``x [B, in]`` and ``weight [out, in]``."""
+    return xnor_gemm(pack(x, False, backend), pack(weight, True, backend), x.shape[1], x.dtype, backend)
 
 
 def supports(x: Tensor, weight: Tensor) -> bool:
-    """Whether :func:`binary_linear` takes these tensors: 2-D float32/bfloat16 ``x`` and ``weight`` on one GPU, of
+    """Whether the kernels take these tensors: 2-D float32/bfloat16 ``x`` and ``weight`` on one GPU, of
     matching width, outside CUDA autocast (which would make the pure-torch layer's matmul return autocast's dtype).
     """
     return (
@@ -101,22 +75,4 @@ def supports(x: Tensor, weight: Tensor) -> bool:
     )
 
 
-def binary_linear(x: Tensor, weight: Tensor, quantizer: str = "ste_sign", backend: Backend | None = None) -> Tensor:
-    """``[B, out]`` outputs ``sign(2x - 1) @ sign(weight).T`` in ``x``'s dtype, for ``x [B, in]`` and ``weight [out,
-    in]``; differentiable in both with the straight-through estimator ``quantizer`` (see
-    :func:`bitlogic.nn.binary.quantized_sign`). ``backend`` defaults to the kernels of ``x``'s GPU.
-    """
-    if quantizer not in QUANTIZERS:
-        raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}; got {quantizer!r}")
-    if x.dim() != 2 or weight.dim() != 2 or x.shape[1] != weight.shape[1]:
-        raise ValueError(f"binary_linear: expected x [batch, in] and weight [out, in], got {list(x.shape)} and "
-                         f"{list(weight.shape)}")
-    if x.dtype not in DTYPES or weight.dtype not in DTYPES:
-        raise TypeError(f"binary_linear: x and weight must be float32 or bfloat16, got {x.dtype} and {weight.dtype}")
-    if weight.device != x.device:
-        raise ValueError(f"binary_linear: x is on {x.device} but weight is on {weight.device}")
-    out: Tensor = _BinaryLinear.apply(x, weight, quantizer, backend or backend_for(x.device))
-    return out
-
-
-__all__ = ["binary_linear", "pack", "supports", "xnor_gemm"]
+__all__ = ["forward", "pack", "supports", "xnor_gemm"]

@@ -1,20 +1,18 @@
-"""LogicLayer on the GPU: the relaxed gates ``c0 + c1*a + c2*b + c3*a*b`` of ``cuda/logic_layer.cu``.
+"""The launches of ``cuda/logic_layer.cu``: relaxed gates ``c0 + c1*a + c2*b + c3*a*b``, forward and backward.
 
-The same contract as the CPU kernels of :mod:`bitlogic.nn._gates`: feature-major activations in and out (the result
-is a ``[batch, N]`` view of a ``[N, batch]`` tensor, so stacked layers hand activations on without a transpose),
-float32 or bfloat16 activations with float32 coefficients and sums, or float64 throughout (for gradcheck).
+Activations and gradients are feature-major (``[features, batch]``, contiguous over the batch), float32 or bfloat16
+with float32 coefficients and sums, or float64 throughout (for gradcheck). The autograd function around these
+launches, and the rule for when they run, are :mod:`bitlogic.ops.logic`'s.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import torch
 from torch import Tensor
 from torch.utils.weak import WeakIdKeyDictionary
 
-from bitlogic.gpu._kernels import Backend, backend_for, blocks, i32, i64, pointer
+from bitlogic.gpu._kernels import Backend, blocks, i32, i64, pointer
 
 MODULE = "logic_layer.cu"
 THREADS = 256
@@ -86,65 +84,56 @@ def wiring(ia: Tensor, ib: Tensor, inputs: int) -> Wiring:
     return result
 
 
-class _LogicGates(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor, backend: Backend) -> Tensor:
-        suffix = DTYPES[x.dtype]
-        batch, inputs = x.shape
-        gates = ia.numel()
-        xt = x.detach().t().contiguous()  # no copy for the output of a previous layer (already feature-major)
-        wires = wiring(ia, ib, inputs)
-        ia32, ib32 = wires.ia, wires.ib
-        compute = torch.float64 if x.dtype == torch.float64 else torch.float32
-        c = coef.detach().to(compute).contiguous()
-        out = torch.empty(gates, batch, dtype=x.dtype, device=x.device)
-        if out.numel():
-            backend.launch(
-                MODULE, f"logic_forward_{suffix}", (blocks(batch, THREADS), min(gates, MAX_GRID_Y), 1),
-                (THREADS, 1, 1), [pointer(xt), pointer(ia32), pointer(ib32), pointer(c), pointer(out), i32(gates),
-                                  i64(batch)],
-            )
-        ctx.save_for_backward(xt, c)
-        ctx.wires, ctx.backend, ctx.suffix, ctx.coef_dtype = wires, backend, suffix, coef.dtype
-        return out.t()
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the coefficients and sums for activations of ``dtype``: float64 for float64, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, Tensor | None, None]:
-        xt, c = ctx.saved_tensors
-        wires: Wiring = ctx.wires
-        ia32, ib32 = wires.ia, wires.ib
-        backend: Backend = ctx.backend
-        inputs, batch = xt.shape
-        gates = ia32.numel()
-        g = grad.t().to(xt.dtype).contiguous()  # feature-major [N, B]; no copy when it already is
-        need_x, _, _, need_coef, _ = ctx.needs_input_grad
-        grad_x = grad_coef = None
-        if need_x:
-            gx = torch.empty(inputs, batch, dtype=xt.dtype, device=xt.device)
-            if gx.numel():
-                offsets, readers = wires.reverse()
-                backend.launch(
-                    MODULE, f"logic_backward_input_{ctx.suffix}",
-                    (blocks(batch, THREADS), min(inputs, MAX_GRID_Y), 1), (THREADS, 1, 1),
-                    [pointer(xt), pointer(ia32), pointer(ib32), pointer(c), pointer(g), pointer(offsets),
-                     pointer(readers), pointer(gx), i32(inputs), i64(batch)],
-                )
-            grad_x = gx.t()
-        if need_coef:
-            gc = torch.zeros(gates, 4, dtype=c.dtype, device=xt.device)
-            if batch:
-                backend.launch(
-                    MODULE, f"logic_backward_coef_{ctx.suffix}", (min(blocks(gates, THREADS // 32), MAX_GRID_Y), 1, 1),
-                    (THREADS, 1, 1), [pointer(xt), pointer(ia32), pointer(ib32), pointer(g), pointer(gc),
-                                      i32(gates), i64(batch)],
-                )
-            grad_coef = gc.to(ctx.coef_dtype)
-        return grad_x, None, None, grad_coef, None
+
+def forward(xt: Tensor, wires: Wiring, coef: Tensor, backend: Backend) -> Tensor:
+    """Feature-major ``[N, B]`` gate outputs of the feature-major inputs ``xt`` ``[inputs, B]``; ``coef`` is the
+    contiguous ``[N, 4]`` of :func:`compute_dtype`."""
+    inputs, batch = xt.shape
+    gates = wires.ia.numel()
+    out = torch.empty(gates, batch, dtype=xt.dtype, device=xt.device)
+    if out.numel():
+        backend.launch(
+            MODULE, f"logic_forward_{DTYPES[xt.dtype]}", (blocks(batch, THREADS), min(gates, MAX_GRID_Y), 1),
+            (THREADS, 1, 1), [pointer(xt), pointer(wires.ia), pointer(wires.ib), pointer(coef), pointer(out),
+                              i32(gates), i64(batch)],
+        )
+    return out
+
+
+def backward_input(xt: Tensor, wires: Wiring, coef: Tensor, grad: Tensor, backend: Backend) -> Tensor:
+    """Feature-major ``[inputs, B]`` gradient of the inputs, for the feature-major output gradient ``grad``."""
+    inputs, batch = xt.shape
+    gx = torch.empty(inputs, batch, dtype=xt.dtype, device=xt.device)
+    if gx.numel():
+        offsets, readers = wires.reverse()
+        backend.launch(
+            MODULE, f"logic_backward_input_{DTYPES[xt.dtype]}", (blocks(batch, THREADS), min(inputs, MAX_GRID_Y), 1),
+            (THREADS, 1, 1), [pointer(xt), pointer(wires.ia), pointer(wires.ib), pointer(coef), pointer(grad),
+                              pointer(offsets), pointer(readers), pointer(gx), i32(inputs), i64(batch)],
+        )
+    return gx
+
+
+def backward_coef(xt: Tensor, wires: Wiring, grad: Tensor, backend: Backend) -> Tensor:
+    """``[N, 4]`` gradient of the coefficients (in :func:`compute_dtype`), summed over the batch."""
+    batch = xt.shape[1]
+    gates = wires.ia.numel()
+    gc = torch.zeros(gates, 4, dtype=compute_dtype(xt.dtype), device=xt.device)
+    if batch:
+        backend.launch(
+            MODULE, f"logic_backward_coef_{DTYPES[xt.dtype]}", (min(blocks(gates, THREADS // 32), MAX_GRID_Y), 1, 1),
+            (THREADS, 1, 1), [pointer(xt), pointer(wires.ia), pointer(wires.ib), pointer(grad), pointer(gc),
+                              i32(gates), i64(batch)],
+        )
+    return gc
 
 
 def supports(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor) -> bool:
-    """Whether :func:`logic_gates` takes these tensors: 2-D float32/bfloat16/float64 ``x`` on a GPU, the rest beside
-    it."""
+    """Whether the kernels take these tensors: 2-D float32/bfloat16/float64 ``x`` on a GPU, the rest beside it."""
     return (
         x.device.type == "cuda"
         and x.dim() == 2
@@ -157,13 +146,5 @@ def supports(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor) -> bool:
     )
 
 
-def logic_gates(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor, backend: Backend | None = None) -> Tensor:
-    """``[B, N]`` outputs ``c0 + c1*a + c2*b + c3*a*b`` with ``a = x[:, ia]``, ``b = x[:, ib]``, ``c = coef[n]``.
-
-    Differentiable in ``x`` and ``coef``; ``backend`` defaults to the kernels of ``x``'s GPU.
-    """
-    out: Tensor = _LogicGates.apply(x, ia, ib, coef, backend or backend_for(x.device))
-    return out
-
-
-__all__ = ["Wiring", "logic_gates", "reverse_index", "supports", "wiring"]
+__all__ = ["Wiring", "backward_coef", "backward_input", "compute_dtype", "forward", "reverse_index", "supports",
+           "wiring"]

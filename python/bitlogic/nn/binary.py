@@ -11,59 +11,25 @@ The exported layer is the XNOR-popcount ``matches >= threshold``: ``bitlogic.com
 threshold by running the batch norm and sign of ``eval()`` on every possible match count, so the two agree exactly.
 Gradients pass ``sign`` through a straight-through estimator chosen by ``quantizer``.
 
-On a GPU, ``BinaryLinear`` runs the bit-packed XNOR-popcount kernels of :mod:`bitlogic.gpu.binary` for float32 and
-bfloat16 (see :mod:`bitlogic.gpu` for when they are used): the same outputs and gradients as the torch operations.
+The sign estimators and the choice of kernels are :mod:`bitlogic.ops.binary`'s: on a GPU, ``BinaryLinear`` runs the
+bit-packed XNOR-popcount kernels of :mod:`bitlogic.gpu.binary` for float32 and bfloat16 (see :mod:`bitlogic.gpu`
+for when they are used), with the same outputs and gradients as the torch operations.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import FunctionCtx
 
-Quantizer = Literal["ste_sign", "approx_sign", "swish_sign"]
-QUANTIZERS = ("ste_sign", "approx_sign", "swish_sign")
-SWISH_BETA = 5.0
-
-
-def _sign(x: Tensor) -> Tensor:
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
-
-
-def _sign_grad(x: Tensor, quantizer: str) -> Tensor:
-    """d sign / dx as each estimator defines it."""
-    if quantizer == "ste_sign":  # identity inside [-1, 1]
-        return (x.abs() <= 1).to(x.dtype)
-    if quantizer == "approx_sign":  # derivative of the piecewise quadratic of Bi-Real Net
-        return (2 - 2 * x.abs()).clamp(min=0)
-    b = SWISH_BETA  # derivative of SignSwish 2*sigmoid(b*x)*(1 + b*x*(1 - sigmoid(b*x))) - 1
-    return b * (2 - b * x * torch.tanh(b * x / 2)) / (1 + torch.cosh(b * x))
-
-
-class _QuantizedSign(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: FunctionCtx, x: Tensor, quantizer: str) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.quantizer = quantizer  # type: ignore[attr-defined]
-        return _sign(x)
-
-    @staticmethod
-    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
-        (x,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        return grad * _sign_grad(x, ctx.quantizer), None  # type: ignore[attr-defined]
-
-
-def quantized_sign(x: Tensor, quantizer: str = "ste_sign") -> Tensor:
-    """``+1`` where ``x >= 0`` else ``-1``, with the gradient of ``quantizer``."""
-    if quantizer not in QUANTIZERS:
-        raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}; got {quantizer!r}")
-    if not torch.is_grad_enabled() or not x.requires_grad:
-        return _sign(x)
-    out: Tensor = _QuantizedSign.apply(x, quantizer)
-    return out
+from bitlogic.errors import ExportError
+from bitlogic.nn._export import LayerPart
+from bitlogic.ops.binary import QUANTIZERS, Quantizer, check_quantizer, linear, quantized_sign
+from bitlogic.ops.inputs import float_inputs
+from bitlogic.spec import BinaryLayer
 
 
 class BinaryLinear(nn.Module):
@@ -73,8 +39,7 @@ class BinaryLinear(nn.Module):
         super().__init__()
         if in_features < 1 or out_features < 1:
             raise ValueError(f"BinaryLinear: sizes must be positive, got {in_features} and {out_features}")
-        if quantizer not in QUANTIZERS:
-            raise ValueError(f"BinaryLinear: quantizer must be one of {', '.join(QUANTIZERS)}; got {quantizer!r}")
+        check_quantizer(quantizer, "BinaryLinear: ")
         self.in_features, self.out_features = in_features, out_features
         self.quantizer: Quantizer = quantizer
         bound = math.sqrt(6.0 / (in_features + out_features))  # Glorot uniform, as larq's dense default
@@ -90,14 +55,23 @@ class BinaryLinear(nn.Module):
         if self.training:
             with torch.no_grad():
                 self.weight.clamp_(-1.0, 1.0)
-        if x.device.type == "cuda":
-            from bitlogic.gpu import binary, use_kernels
+        return linear(float_inputs(x, self.weight.dtype, "BinaryLinear"), self.weight, self.quantizer)
 
-            if binary.supports(x, self.weight) and use_kernels(x.device):
-                return binary.binary_linear(x, self.weight, self.quantizer)
-        inputs = quantized_sign(2 * x - 1, self.quantizer)
-        weights = quantized_sign(self.weight, self.quantizer).to(inputs.dtype)
-        return inputs @ weights.t()
+    def export_part(self, following: Sequence[nn.Module]) -> LayerPart:
+        """The XNOR-popcount layer of the network file, folded from this layer and the ``BatchNorm1d`` (optional) and
+        ``Sign`` that must follow it (see :func:`binary_thresholds`)."""
+        norm: nn.BatchNorm1d | None = None
+        if following and isinstance(following[0], nn.BatchNorm1d):
+            norm = following[0]
+            if norm.num_features != self.out_features:
+                raise ExportError(f"followed by a BatchNorm1d of {norm.num_features} features")
+        consumed = 0 if norm is None else 1
+        sign = following[consumed] if len(following) > consumed else None
+        if not isinstance(sign, Sign):
+            raise ExportError("must be followed by [BatchNorm1d and] Sign, so that its outputs are bits")
+        weights, thresholds = binary_thresholds(self, norm, sign)
+        layer = BinaryLayer(weights=weights, thresholds=thresholds)
+        return LayerPart(layer, self.in_features, self.out_features, consumed=consumed + 1)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, quantizer={self.quantizer!r}"
@@ -108,8 +82,7 @@ class Sign(nn.Module):
 
     def __init__(self, quantizer: Quantizer = "ste_sign") -> None:
         super().__init__()
-        if quantizer not in QUANTIZERS:
-            raise ValueError(f"Sign: quantizer must be one of {', '.join(QUANTIZERS)}; got {quantizer!r}")
+        check_quantizer(quantizer, "Sign: ")
         self.quantizer: Quantizer = quantizer
 
     def forward(self, x: Tensor) -> Tensor:
@@ -119,4 +92,36 @@ class Sign(nn.Module):
         return f"quantizer={self.quantizer!r}"
 
 
-__all__ = ["BinaryLinear", "QUANTIZERS", "Sign", "quantized_sign"]
+def binary_thresholds(
+    layer: BinaryLinear, norm: nn.BatchNorm1d | None, sign: Sign
+) -> tuple[np.ndarray, np.ndarray]:
+    """Folds ``layer -> norm -> sign`` into XNOR-popcount weight bits ``[O, I]`` and integer thresholds ``[O]``.
+
+    Rather than solving ``gamma * (2m - I - mean) / sqrt(var + eps) + beta >= 0`` for ``m`` in real numbers (float
+    rounding can move the answer by one), the eval() modules themselves run on every possible match count
+    ``m = 0..I``; the output is monotone in ``m``, rising (threshold = first 1) or, when the batch-norm scale is
+    negative, falling, which flipping the weight bits turns into a rising one.
+    """
+    count = layer.in_features
+    matches = torch.arange(count + 1, dtype=torch.float32)
+    dot = (2 * matches - count).unsqueeze(1).expand(count + 1, layer.out_features).contiguous()
+    with torch.no_grad():
+        param = next(layer.parameters())
+        dot = dot.to(param.device, param.dtype)
+        out = norm(dot) if norm is not None else dot
+        bits = (sign(out) > 0.5).cpu()  # [I+1, O]
+    rising = (bits[1:] >= bits[:-1]).all(dim=0)
+    falling = (bits[1:] <= bits[:-1]).all(dim=0)
+    if not bool((rising | falling).all()):
+        bad = int((~(rising | falling)).nonzero()[0])
+        raise ExportError(f"output {bad}: its bit is not monotone in the match count (NaN in the batch norm?)")
+    any_one = bits.any(dim=0)
+    first_one = torch.where(any_one, bits.to(torch.int64).argmax(dim=0), count + 1)
+    last_one = count - bits.flip(0).to(torch.int64).argmax(dim=0)
+    flip = falling & ~rising  # strictly falling: count mismatches instead
+    thresholds = torch.where(flip, count - last_one, first_one)
+    weights = layer.weight_bits().cpu() ^ flip.unsqueeze(1)
+    return weights.numpy().astype(np.uint8), thresholds.numpy().astype(np.int32)
+
+
+__all__ = ["BinaryLinear", "QUANTIZERS", "Quantizer", "Sign", "binary_thresholds", "quantized_sign"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
+
+from bitlogic.nn._export import HeadPart
 
 
 class GroupSum(nn.Module):
@@ -27,6 +31,10 @@ class GroupSum(nn.Module):
         # contiguous [N, batch] tensor, and this way their gradient comes back in that layout without a copy.
         # (Splitting one dimension is a view whatever the strides; sums of 0/1 values are exact in any order.)
         return x.t().view(self.k, -1, x.shape[0]).sum(1).t() / self.tau
+
+    def export_part(self, following: Sequence[nn.Module]) -> HeadPart:
+        """The network's head: ``k`` classes, scores divided by ``tau``."""
+        return HeadPart(self.k, self.tau)
 
     def extra_repr(self) -> str:
         return f"k={self.k}, tau={self.tau}"

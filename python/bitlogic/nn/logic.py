@@ -5,49 +5,35 @@ two-input boolean functions relaxed to real inputs in [0, 1]; each of them is a 
 ``c0 + c1*a + c2*b + c3*a*b`` (for example ``a AND b = a*b``, ``a XOR b = a + b - 2ab``), and so is any mixture. The
 layer therefore reduces its gate distribution to four coefficients per gate before touching the batch, which costs
 4 multiply-adds per gate and sample instead of 16 gate evaluations. In ``eval()`` every gate becomes its most
-likely boolean function; on 0/1 inputs the same polynomial with integer coefficients is exact.
+likely boolean function; on 0/1 inputs the same polynomial with integer coefficients is exact. The gate algebra
+and the choice of kernels are :mod:`bitlogic.ops.logic`'s.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bitlogic.nn._gates import gates
+from bitlogic.nn._export import LayerPart
+from bitlogic.ops.inputs import float_inputs
+from bitlogic.ops.logic import (
+    GATE_COEFFICIENTS,
+    NUM_OPS,
+    PASS_A,
+    corner_coefficients,
+    gates,
+    op_truth_table,
+    scale_grad,
+)
+from bitlogic.spec import GateLayer
 
 Connections = Literal["random", "unique"]
 Init = Literal["random", "residual"]
 Parametrization = Literal["softmax16", "inputwise"]
-
-NUM_OPS = 16
-#: Op code of the pass-through gate ``A`` (difflogic's order), the target of residual initialization.
-PASS_A = 3
-
-
-def op_truth_table(op: int) -> tuple[int, int, int, int]:
-    """Outputs of gate ``op`` for (a, b) = (0,0), (0,1), (1,0), (1,1): its op-code bits, most significant first."""
-    return ((op >> 3) & 1, (op >> 2) & 1, (op >> 1) & 1, op & 1)
-
-
-def _coefficient_matrix() -> Tensor:
-    """``[16, 4]``: row ``op`` holds (c0, c1, c2, c3) with gate(a, b) = c0 + c1*a + c2*b + c3*a*b."""
-    rows = []
-    for op in range(NUM_OPS):
-        f00, f01, f10, f11 = op_truth_table(op)
-        rows.append([f00, f10 - f00, f01 - f00, f11 - f10 - f01 + f00])
-    return torch.tensor(rows, dtype=torch.float32)
-
-
-#: (c0, c1, c2, c3) of every op code; a softmax over the 16 ops times this matrix gives the mixture's coefficients.
-GATE_COEFFICIENTS = _coefficient_matrix()
-
-
-def corner_coefficients(p: Tensor) -> Tensor:
-    """Coefficients of the bilinear gate through the corner values ``p[..., (f00, f01, f10, f11)]``."""
-    f00, f01, f10, f11 = p.unbind(-1)
-    return torch.stack([f00, f10 - f00, f01 - f00, f11 - f10 - f01 + f00], dim=-1)
 
 
 def random_connections(in_dim: int, out_dim: int, generator: torch.Generator | None = None) -> Tensor:
@@ -73,19 +59,6 @@ def unique_connections(in_dim: int, out_dim: int, generator: torch.Generator | N
     j = torch.arange(out_dim)
     i, r = j % in_dim, j // in_dim
     return torch.stack([p[i], p[(i + r + 1) % in_dim]])
-
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; multiplies the gradient by ``factor`` (difflogic's grad_factor for deep stacks)."""
-
-    @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, factor: float) -> Tensor:
-        ctx.factor = factor  # type: ignore[attr-defined]
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
-        return grad * ctx.factor, None  # type: ignore[attr-defined]
 
 
 class LogicLayer(nn.Module):
@@ -169,10 +142,16 @@ class LogicLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"LogicLayer: expected input [batch, {self.in_dim}], got {list(x.shape)}")
+        x = float_inputs(x, self.weight.dtype, "LogicLayer")
         if self.training and self.grad_factor != 1.0 and x.requires_grad:
-            x = _ScaleGrad.apply(x, self.grad_factor)
+            x = scale_grad(x, self.grad_factor)
         coef = self.coefficients().to(x.dtype)
         return gates(x, self.inputs[0], self.inputs[1], coef)
+
+    def export_part(self, following: Sequence[nn.Module]) -> LayerPart:
+        """The gate layer of the network file: wires (A, B) and the op code each gate becomes in ``eval()``."""
+        layer = GateLayer(inputs=self.inputs.t().cpu().numpy(), ops=self.ops().cpu().numpy().astype(np.uint8))
+        return LayerPart(layer, self.in_dim, self.out_dim)
 
     def extra_repr(self) -> str:
         return (
@@ -186,4 +165,5 @@ def num_gates(model: nn.Module) -> int:
     return sum(m.out_dim for m in model.modules() if isinstance(m, LogicLayer))
 
 
-__all__ = ["GATE_COEFFICIENTS", "LogicLayer", "corner_coefficients", "num_gates", "op_truth_table"]
+__all__ = ["GATE_COEFFICIENTS", "NUM_OPS", "PASS_A", "LogicLayer", "corner_coefficients", "num_gates", "op_truth_table",
+           "random_connections", "unique_connections"]

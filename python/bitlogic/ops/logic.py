@@ -1,0 +1,196 @@
+"""Relaxed two-input gates ``out = c0 + c1*a + c2*b + c3*a*b``: the gate algebra and where a layer's gates run.
+
+Each of the 16 two-input boolean functions, relaxed to real inputs in [0, 1], is a bilinear polynomial with four
+coefficients (``a AND b = a*b``, ``a XOR b = a + b - 2ab``), and so is any mixture of them. Three implementations
+of a layer of such gates give the same results up to float rounding:
+
+- :func:`gates_torch`, plain tensor operations, for any device and dtype (autograd derives the backward pass);
+- :class:`FusedGates`, the fused Rust kernels of ``bitlogic._native`` (one pass forward, one backward), for float32
+  on the CPU, where the plain version is limited by the memory traffic of its ~18 elementwise passes;
+- :func:`logic_gates`, the CUDA kernels of ``cuda/logic_layer.cu`` (launched by :mod:`bitlogic.gpu.logic`), for
+  float32 and bfloat16 on a GPU (see :mod:`bitlogic.gpu` for when they are used).
+
+:func:`gates` is the rule that picks one. The kernels work on feature-major activations (``[features, batch]``,
+contiguous over the batch) and return a ``[batch, N]`` *view* of a feature-major ``[N, batch]`` result, so a stack
+of layers hands activations (and gradients) from one kernel to the next without a transpose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+
+from bitlogic._native import gate_backward, gate_backward_coef, gate_forward
+from bitlogic.gpu import logic as kernels
+from bitlogic.gpu import use_kernels
+from bitlogic.gpu._kernels import Backend, backend_for
+
+#: Two-input boolean functions; op code ``op`` is the gate whose truth table is its four bits (see op_truth_table).
+NUM_OPS = 16
+#: Op code of the pass-through gate ``A`` (difflogic's order), the target of residual initialization.
+PASS_A = 3
+
+
+def op_truth_table(op: int) -> tuple[int, int, int, int]:
+    """Outputs of gate ``op`` for (a, b) = (0,0), (0,1), (1,0), (1,1): its op-code bits, most significant first."""
+    return ((op >> 3) & 1, (op >> 2) & 1, (op >> 1) & 1, op & 1)
+
+
+def corner_coefficients(p: Tensor) -> Tensor:
+    """Coefficients of the bilinear gate through the corner values ``p[..., (f00, f01, f10, f11)]``."""
+    f00, f01, f10, f11 = p.unbind(-1)
+    return torch.stack([f00, f10 - f00, f01 - f00, f11 - f10 - f01 + f00], dim=-1)
+
+
+#: ``[16, 4]``: row ``op`` holds (c0, c1, c2, c3) with gate(a, b) = c0 + c1*a + c2*b + c3*a*b; a softmax over the 16
+#: ops times this matrix gives the mixture's coefficients.
+GATE_COEFFICIENTS = corner_coefficients(
+    torch.tensor([op_truth_table(op) for op in range(NUM_OPS)], dtype=torch.float32)
+)
+
+
+class ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by ``factor`` (difflogic's grad_factor for deep stacks)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, factor: float) -> Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.factor, None
+
+
+def scale_grad(x: Tensor, factor: float) -> Tensor:
+    """``x``, with its gradient multiplied by ``factor`` on the way back."""
+    out: Tensor = ScaleGrad.apply(x, factor)
+    return out
+
+
+def gates_torch(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor) -> Tensor:
+    """``[B, N]`` outputs ``c0 + c1*a + c2*b + c3*a*b`` with ``a = x[:, ia]``, ``b = x[:, ib]``, ``c = coef[n]``.
+
+    ``x`` is ``[B, in_dim]``, ``ia`` and ``ib`` are ``[N]`` wire indices and ``coef`` is ``[N, 4]``; any device and
+    dtype, differentiable by autograd.
+    """
+    a = x[:, ia]
+    b = x[:, ib]
+    c0, c1, c2, c3 = coef.unbind(1)
+    return c0 + c1 * a + (c2 + c3 * a) * b
+
+
+def _wires(w: Tensor) -> npt.NDArray[np.int64]:
+    return w.detach().to(device="cpu", dtype=torch.int64).numpy()
+
+
+class FusedGates(torch.autograd.Function):
+    """:func:`gates_torch` for float32 CPU tensors, computed by the fused kernels of ``bitlogic._native``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor) -> Tensor:
+        # x.t() of a [B, in_dim] view of a feature-major [in_dim, B] tensor (what this function returns) is already
+        # contiguous, so .contiguous() copies only data fed in sample-major order (the first layer).
+        xt = x.detach().t().contiguous()
+        ia_np, ib_np = _wires(ia), _wires(ib)
+        coef = coef.detach().contiguous()
+        out = gate_forward(xt.numpy(), ia_np, ib_np, coef.numpy())
+        ctx.save_for_backward(xt, coef)
+        ctx.wires = (ia_np, ib_np)
+        return torch.from_numpy(out).t()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, Tensor | None]:
+        xt, coef = ctx.saved_tensors
+        ia_np, ib_np = ctx.wires
+        g = grad.t().contiguous().numpy()  # feature-major [N, B]; no copy when it already is
+        need_x, _, _, need_coef = ctx.needs_input_grad
+        if need_x:
+            grad_x, grad_coef = gate_backward(xt.numpy(), ia_np, ib_np, coef.numpy(), g)
+            return torch.from_numpy(grad_x).t(), None, None, torch.from_numpy(grad_coef) if need_coef else None
+        if need_coef:
+            return None, None, None, torch.from_numpy(gate_backward_coef(xt.numpy(), ia_np, ib_np, g))
+        return None, None, None, None
+
+
+class KernelGates(torch.autograd.Function):
+    """:func:`gates_torch` on a GPU, computed by the kernels of ``cuda/logic_layer.cu`` through ``backend``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor, backend: Backend) -> Tensor:
+        xt = x.detach().t().contiguous()  # no copy for the output of a previous layer (already feature-major)
+        wires = kernels.wiring(ia, ib, x.shape[1])
+        c = coef.detach().to(kernels.compute_dtype(x.dtype)).contiguous()
+        out = kernels.forward(xt, wires, c, backend)
+        ctx.save_for_backward(xt, c)
+        ctx.wires, ctx.backend, ctx.coef_dtype = wires, backend, coef.dtype
+        return out.t()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, Tensor | None, None]:
+        xt, c = ctx.saved_tensors
+        g = grad.t().to(xt.dtype).contiguous()  # feature-major [N, B]; no copy when it already is
+        need_x, _, _, need_coef, _ = ctx.needs_input_grad
+        grad_x = kernels.backward_input(xt, ctx.wires, c, g, ctx.backend).t() if need_x else None
+        grad_coef = kernels.backward_coef(xt, ctx.wires, g, ctx.backend).to(ctx.coef_dtype) if need_coef else None
+        return grad_x, None, None, grad_coef, None
+
+
+def logic_gates(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor, backend: Backend | None = None) -> Tensor:
+    """:func:`gates_torch` on the CUDA kernels, differentiable in ``x`` and ``coef``.
+
+    ``x`` is float32, bfloat16 or float64 (the latter for gradcheck); ``backend`` defaults to the kernels of ``x``'s
+    GPU. Raises ``ValueError`` for wires outside the ``x.shape[1]`` inputs, which the kernels would read out of
+    bounds.
+    """
+    out: Tensor = KernelGates.apply(x, ia, ib, coef, backend or backend_for(x.device))
+    return out
+
+
+def _fused_applies(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor) -> bool:
+    return (
+        x.dim() == 2
+        and x.dtype == torch.float32
+        and coef.dtype == torch.float32
+        and x.device.type == "cpu"
+        and coef.device.type == "cpu"
+        and ia.device.type == "cpu"
+        and ib.device.type == "cpu"
+        and not ia.dtype.is_floating_point
+        and not ib.dtype.is_floating_point
+    )
+
+
+def gates(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor) -> Tensor:
+    """``[B, N]`` outputs of the relaxed gates ``c0 + c1*a + c2*b + c3*a*b`` (see :func:`gates_torch`).
+
+    Runs the fused Rust kernels for float32 tensors on the CPU, the CUDA kernels on a GPU, and :func:`gates_torch`
+    otherwise; all give the same results and gradients up to float rounding. The kernels' results are transposed
+    views of feature-major tensors.
+    """
+    if _fused_applies(x, ia, ib, coef):
+        out: Tensor = FusedGates.apply(x, ia, ib, coef)
+        return out
+    if kernels.supports(x, ia, ib, coef) and use_kernels(x.device):
+        return logic_gates(x, ia, ib, coef)
+    return gates_torch(x, ia, ib, coef)
+
+
+__all__ = [
+    "GATE_COEFFICIENTS",
+    "NUM_OPS",
+    "PASS_A",
+    "FusedGates",
+    "KernelGates",
+    "ScaleGrad",
+    "corner_coefficients",
+    "gates",
+    "gates_torch",
+    "logic_gates",
+    "op_truth_table",
+    "scale_grad",
+]
