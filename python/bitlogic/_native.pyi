@@ -8,11 +8,9 @@ import numpy.typing as npt
 
 __all__ = [
     "BitlogicError",
-    "CudaError",
     "FORMAT_VERSION",
     "FormatError",
     "InputError",
-    "KernelCompileError",
     "Network",
     "__version__",
     "cuda_sources",
@@ -30,8 +28,6 @@ FORMAT_VERSION: str
 class BitlogicError(ValueError): ...
 class FormatError(BitlogicError): ...
 class InputError(BitlogicError): ...
-class CudaError(RuntimeError): ...
-class KernelCompileError(CudaError): ...
 
 @final
 class Network:

@@ -17,25 +17,14 @@ use numpy::{
     PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+// The core raises these three; the rest of the hierarchy (python/bitlogic/errors.py) is built on them in Python.
 create_exception!(bitlogic, BitlogicError, PyValueError, "Base class of the errors bitlogic raises.");
 create_exception!(bitlogic, FormatError, BitlogicError, "A network file is malformed or of an unsupported version.");
 create_exception!(bitlogic, InputError, BitlogicError, "An array does not fit what the network expects.");
-create_exception!(
-    bitlogic,
-    CudaError,
-    PyRuntimeError,
-    "A GPU operation failed: no CUDA GPU or driver, no libnvrtc, or a kernel that did not load or launch."
-);
-create_exception!(
-    bitlogic,
-    KernelCompileError,
-    CudaError,
-    "NVRTC rejected a kernel source; the message holds its log."
-);
 
 /// The kernel sources of `cuda/`, built into the extension so that the wheel carries them without data files (the
 /// GPU loader compiles them with NVRTC at first use): (file name, text).
@@ -692,8 +681,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BitlogicError", py.get_type::<BitlogicError>())?;
     m.add("FormatError", py.get_type::<FormatError>())?;
     m.add("InputError", py.get_type::<InputError>())?;
-    m.add("CudaError", py.get_type::<CudaError>())?;
-    m.add("KernelCompileError", py.get_type::<KernelCompileError>())?;
     m.add_function(wrap_pyfunction!(cuda_sources, m)?)?;
     m.add_class::<PyNetwork>()?;
     m.add_function(wrap_pyfunction!(random_network, m)?)?;
