@@ -603,7 +603,7 @@ fn gate_forward<'py>(
     {
         let mut guard = out.readwrite();
         let slice = guard.as_slice_mut().expect("a new array is contiguous");
-        py.allow_threads(|| bitlogic::gate_forward(x, in_dim, batch, &ia, &ib, &coef, slice)).map_err(to_py)?;
+        py.allow_threads(|| bitlogic_train::gate_forward(x, in_dim, batch, &ia, &ib, &coef, slice)).map_err(to_py)?;
     }
     Ok(out)
 }
@@ -630,7 +630,7 @@ fn gate_backward<'py>(
         let mut guard = grad_x.readwrite();
         let slice = guard.as_slice_mut().expect("a new array is contiguous");
         py.allow_threads(|| {
-            bitlogic::gate_backward(x, in_dim, batch, &ia, &ib, &coef, grad_out, slice, &mut grad_coef)
+            bitlogic_train::gate_backward(x, in_dim, batch, &ia, &ib, &coef, grad_out, slice, &mut grad_coef)
         })
         .map_err(to_py)?;
     }
@@ -650,7 +650,7 @@ fn gate_backward_coef<'py>(
     let grad_out = f32_matrix(grad_out, "grad_out", "[N, batch]")?;
     let (x, grad_out) = (contiguous(&x, "x")?, contiguous(&grad_out, "grad_out")?);
     let mut grad_coef = vec![[0.0f32; 4]; ia.len()];
-    py.allow_threads(|| bitlogic::gate_backward_coef(x, in_dim, batch, &ia, &ib, grad_out, &mut grad_coef))
+    py.allow_threads(|| bitlogic_train::gate_backward_coef(x, in_dim, batch, &ia, &ib, grad_out, &mut grad_coef))
         .map_err(to_py)?;
     Ok(coef_array(py, grad_coef))
 }

@@ -1,23 +1,6 @@
-//! # bitlogic
+#![doc = include_str!("../README.md")]
 //!
-//! Evaluates boolean networks — layers of two-input logic gates, n-input lookup tables and binary XNOR-popcount
-//! layers, topped by a GroupSum head — bit-sliced: one bit per sample, 64 samples per machine word, hundreds per
-//! block, on every core.
-//!
-//! ```
-//! use bitlogic::{random_network, EvalOptions, Input, LayerKind, Matrix};
-//!
-//! let net = random_network(16, &[64, 64, 40], 10, LayerKind::Gates, 0).unwrap();
-//! let bits = vec![1u8; 3 * 16]; // three samples of 16 input bits
-//! let input = Input::Bits(Matrix::c_order(&bits, 3, 16).unwrap());
-//! let labels = net.predict(input, &EvalOptions::default()).unwrap();
-//! assert_eq!(labels.len(), 3);
-//! ```
-//!
-//! Networks are read from and written to network files (`docs/FORMAT.md`) with [`Network::load`] and
-//! [`Network::save`]; reading never panics on a malformed file.
-
-//! # Layout
+//! ## Layout of the crate
 //!
 //! The modules form a one-way chain; each depends only on those before it:
 //!
@@ -48,7 +31,6 @@ mod random;
 mod rng;
 mod simd;
 mod tensors;
-pub mod train;
 
 pub use compiler::program::ProgramStats;
 pub use compiler::report::PassReport;
@@ -62,4 +44,3 @@ pub use limits::{MAX_ARITY, MAX_NODES, MAX_WIDTH};
 pub use model::{BinaryLayer, BitOrder, Encoder, GateLayer, Layer, LutLayer, Network, Stats, ThresholdEncoder};
 pub use random::{random_network, LayerKind};
 pub use rng::SplitMix64;
-pub use train::{gate_backward, gate_backward_coef, gate_forward};

@@ -1,4 +1,8 @@
-//! Fused training kernels of a layer of differentiable two-input logic gates (difflogic).
+//! # bitlogic-train
+//!
+//! Fused training kernels of a layer of differentiable two-input logic gates (difflogic), used by bitlogic's
+//! PyTorch layers through the Python bindings. A crate of its own so that the `bitlogic` crate, which a program
+//! embeds for inference, holds no training code.
 //!
 //! Gate `n` reads the wires `ia[n]` and `ib[n]` of the previous layer (values `a`, `b` in [0, 1]) and outputs the
 //! bilinear polynomial `c0 + c1*a + c2*b + c3*a*b`, `c = coef[n]` — the relaxation of any mixture of the 16
@@ -18,12 +22,13 @@
 //! faster and needs a scratch buffer twice the size of the gradient.)
 //!
 //! Like the evaluator, every kernel runs the same generic code compiled for the best instruction set of the CPU
-//! (see [`crate::Isa`]); the arithmetic is the same on every path, so every path gives the same bits.
+//! (see [`bitlogic::Isa`]); the arithmetic is the same on every path, so every path gives the same bits.
+
+#![warn(missing_docs)]
 
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
-use crate::isa::Isa;
+use bitlogic::{Error, Isa, Result};
 
 /// Below this many `f32` results (rows x batch) a kernel runs on the calling thread: a rayon fork costs more.
 const PARALLEL_MIN: usize = 1 << 16;
@@ -490,7 +495,7 @@ fn backward_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use bitlogic::SplitMix64;
 
     struct Case {
         in_dim: usize,
