@@ -188,16 +188,17 @@ LAYER_KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in (GateLayer, LutL
 ENCODER_KINDS: dict[str, type[Encoder]] = {cls.kind: cls for cls in (BitsEncoder, ThresholdEncoder)}
 
 
-def _unknown(what: str, kind: object, known: dict[str, Any]) -> FormatError:
-    return FormatError(f"unknown {what} kind {kind!r}; this version of bitlogic knows {', '.join(known)}")
+def _class_of(known: dict[str, Any], kind: object, what: str) -> Any:
+    try:
+        return known[kind]  # type: ignore[index]
+    except (KeyError, TypeError):  # TypeError: not even hashable
+        raise FormatError(f"unknown {what} kind {kind!r}; this version of bitlogic knows {', '.join(known)}") from None
 
 
 def layer_class(kind: str) -> type[Layer]:
     """The layer class of ``kind``; a :class:`FormatError` naming it and the known kinds otherwise."""
-    try:
-        return LAYER_KINDS[kind]
-    except (KeyError, TypeError):
-        raise _unknown("layer", kind, LAYER_KINDS) from None
+    cls: type[Layer] = _class_of(LAYER_KINDS, kind, "layer")
+    return cls
 
 
 def layer_from_parts(kind: str, first: Any, second: Any) -> Layer:
@@ -208,10 +209,7 @@ def layer_from_parts(kind: str, first: Any, second: Any) -> Layer:
 
 def encoder_from_parts(kind: str, *values: Any) -> Encoder:
     """An encoder from a native ``encoder_parts()`` tuple, ``(kind, *values)``."""
-    try:
-        cls = ENCODER_KINDS[kind]
-    except (KeyError, TypeError):
-        raise _unknown("encoder", kind, ENCODER_KINDS) from None
+    cls: type[Encoder] = _class_of(ENCODER_KINDS, kind, "encoder")
     encoder: Encoder = cls.from_parts(*values)
     return encoder
 
