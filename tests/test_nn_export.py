@@ -24,6 +24,7 @@ from bitlogic.nn import (
     Sign,
     Thermometer,
 )
+from bitlogic.nn._export import LayerPart
 from bitlogic.nn.logic import op_truth_table
 from bitlogic.nn.lut import efd_gradients, efd_matrix
 
@@ -368,6 +369,36 @@ def test_unexportable_models_name_the_layer(modules: object, message: str) -> No
     model = nn.Sequential(*modules())  # type: ignore[operator]
     with pytest.raises(ExportError, match=message):
         bitlogic.compile(model)
+
+
+class Negate(nn.Module):
+    """A layer kind the exporter has never heard of: it exports through the protocol alone."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1 - x
+
+    def export_part(self, following: object) -> LayerPart:
+        wires = np.stack([np.arange(self.width)] * 2, axis=1)
+        not_a = 0b1100  # op code bits (f00, f01, f10, f11) = (1, 1, 0, 0): NOT A
+        return LayerPart(bitlogic.GateLayer(inputs=wires, ops=np.full(self.width, not_a, np.uint8)), self.width,
+                         self.width)
+
+
+def test_a_module_with_export_part_exports_without_exporter_changes() -> None:
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Identity(), LogicLayer(6, 8), nn.Dropout(0.5), Negate(8), GroupSum(2)).eval()
+    net = bitlogic.compile(model)
+    assert [type(layer).__name__ for layer in net.layers] == ["GateLayer", "GateLayer"]
+    x = torch.tensor(list(itertools.product((0.0, 1.0), repeat=6)))
+    with torch.no_grad():
+        expected = model(x)
+    assert torch.equal(torch.from_numpy(net.scores(x.numpy().astype(bool))).to(torch.float32), expected)
+    with pytest.raises(ExportError, match=r"layer 2 \(Flatten\): not exportable"):
+        bitlogic.compile(nn.Sequential(LogicLayer(6, 8), Negate(8), nn.Flatten(), GroupSum(2)))
 
 
 def test_compile_leaves_the_training_mode_alone() -> None:
