@@ -82,9 +82,19 @@ fn roots(g: &Graph) -> impl Iterator<Item = &Signal> {
 
 /// Maps `old` onto three-input cones; returns the new graph (to be simplified and cleaned of dead nodes).
 pub(crate) fn map(old: &Graph, report: &mut PassReport) -> Graph {
-    let n = old.nodes.len();
-    // References: distinct reading nodes, plus one for every output or binary-group use.
-    let mut refs = vec![0u32; n];
+    let refs = reference_counts(old);
+    let mut cuts = CutSets::enumerate(old, &refs);
+    let is_func: Vec<bool> = old.nodes.iter().map(|node| node.kind == Kind::Func && node.arity <= 3).collect();
+    let mut uses = cover_by_area_flow(old, &cuts.best, &is_func);
+    recover_area(&mut cuts, &mut uses, &is_func);
+    let required: Vec<bool> = uses.iter().map(|&u| u > 0).collect();
+    count_removed(old, &is_func, &required, report);
+    build_cones(old, &cuts.best, &required)
+}
+
+/// References of every node: distinct reading nodes, plus one for every output or binary-group use.
+fn reference_counts(old: &Graph) -> Vec<u32> {
+    let mut refs = vec![0u32; old.nodes.len()];
     for node in &old.nodes {
         for (i, &s) in node.ins().iter().enumerate() {
             if !node.ins()[..i].iter().any(|&t| node_of(t) == node_of(s)) {
@@ -95,31 +105,64 @@ pub(crate) fn map(old: &Graph, report: &mut PassReport) -> Graph {
     for &s in roots(old) {
         refs[node_of(s)] += 1;
     }
+    refs
+}
 
-    // Bottom-up: the best cuts of every node, by area flow. Node `id`'s cuts are `all[start[id]..start[id + 1]]`,
-    // its trivial cut last; one flat list and reused buffers keep this pass free of per-node allocations.
-    let mut all: Vec<Cut> = Vec::with_capacity(n * 3);
-    let mut start: Vec<u32> = Vec::with_capacity(n + 1);
-    let mut best: Vec<Cut> = Vec::with_capacity(n);
-    let mut flow = vec![0f32; n];
-    let (mut partial, mut next): (Vec<Leaves>, Vec<Leaves>) = (Vec::new(), Vec::new());
-    let mut found: Vec<Cut> = Vec::new();
-    for (id, node) in old.nodes.iter().enumerate() {
-        let id32 = id as u32;
-        start.push(all.len() as u32);
-        if node.kind != Kind::Func || node.arity > 3 {
-            all.push(Cut::trivial(id32));
-            best.push(Cut::trivial(id32));
-            continue;
+/// The cuts kept for every node, and the best of each by area flow. Node `id`'s cuts are
+/// `all[start[id]..start[id + 1]]`, its trivial cut last; one flat list keeps enumeration free of per-node
+/// allocations.
+struct CutSets {
+    all: Vec<Cut>,
+    start: Vec<u32>,
+    best: Vec<Cut>,
+}
+
+impl CutSets {
+    /// Bottom-up: the best cuts of every node, by area flow.
+    fn enumerate(old: &Graph, refs: &[u32]) -> CutSets {
+        let n = old.nodes.len();
+        let mut sets = CutSets { all: Vec::with_capacity(n * 3), start: Vec::with_capacity(n + 1), best: Vec::new() };
+        sets.best.reserve(n);
+        let mut flow = vec![0f32; n];
+        // Buffers reused from node to node.
+        let (mut partial, mut next): (Vec<Leaves>, Vec<Leaves>) = (Vec::new(), Vec::new());
+        let mut found: Vec<Cut> = Vec::new();
+        for (id, node) in old.nodes.iter().enumerate() {
+            let id32 = id as u32;
+            sets.start.push(sets.all.len() as u32);
+            if node.kind != Kind::Func || node.arity > 3 {
+                sets.all.push(Cut::trivial(id32));
+                sets.best.push(Cut::trivial(id32));
+                continue;
+            }
+            sets.merge_fanin_cuts(node, &mut partial, &mut next);
+            found.clear();
+            for &(leaves, len) in &partial {
+                let share: f32 =
+                    leaves[..len as usize].iter().map(|&l| flow[l as usize] / refs[l as usize].max(1) as f32).sum();
+                found.push(Cut { leaves, len, flow: 1.0 + share });
+            }
+            // Lowest area flow first; among equals, fewer leaves (fewer operand loads).
+            found.sort_by(|a, b| a.flow.total_cmp(&b.flow).then(a.len.cmp(&b.len)));
+            found.truncate(CUTS_PER_NODE);
+            flow[id] = found[0].flow;
+            sets.best.push(found[0]);
+            sets.all.extend_from_slice(&found);
+            sets.all.push(Cut::trivial(id32));
         }
+        sets.start.push(sets.all.len() as u32);
+        sets
+    }
+
+    /// Every leaf set of at most three nodes made of one cut per fan-in of `node`, into `partial` (`next` is a
+    /// buffer). The fan-ins come before the node, so their cuts are complete.
+    fn merge_fanin_cuts(&self, node: &Node, partial: &mut Vec<Leaves>, next: &mut Vec<Leaves>) {
         partial.clear();
         partial.push(([0; 3], 0));
         for &s in node.ins() {
-            let fanin = node_of(s);
-            let fanin_cuts = &all[start[fanin] as usize..start[fanin + 1] as usize]; // fanin < id: its end is known
             next.clear();
-            for &(leaves, len) in &partial {
-                for c in fanin_cuts {
+            for &(leaves, len) in partial.iter() {
+                for c in self.of(node_of(s)) {
                     if let Some(merged) = union(&leaves[..len as usize], c.leaves()) {
                         if !next.contains(&merged) {
                             next.push(merged);
@@ -127,66 +170,66 @@ pub(crate) fn map(old: &Graph, report: &mut PassReport) -> Graph {
                     }
                 }
             }
-            std::mem::swap(&mut partial, &mut next);
+            std::mem::swap(partial, next);
         }
-        found.clear();
-        for &(leaves, len) in &partial {
-            let share: f32 =
-                leaves[..len as usize].iter().map(|&l| flow[l as usize] / refs[l as usize].max(1) as f32).sum();
-            found.push(Cut { leaves, len, flow: 1.0 + share });
-        }
-        // Lowest area flow first; among equals, fewer leaves (fewer operand loads).
-        found.sort_by(|a, b| a.flow.total_cmp(&b.flow).then(a.len.cmp(&b.len)));
-        found.truncate(CUTS_PER_NODE);
-        flow[id] = found[0].flow;
-        best.push(found[0]);
-        all.extend_from_slice(&found);
-        all.push(Cut::trivial(id32));
     }
-    start.push(all.len() as u32);
 
-    // Top-down: the cover by area flow, as reference counts: how many chosen cuts (and outputs) read each node.
-    let is_func: Vec<bool> = old.nodes.iter().map(|node| node.kind == Kind::Func && node.arity <= 3).collect();
-    let mut uses = vec![0u32; n];
+    /// The cuts of node `id`, its trivial cut last.
+    fn of(&self, id: usize) -> &[Cut] {
+        &self.all[self.start[id] as usize..self.start[id + 1] as usize]
+    }
+}
+
+/// Top-down: the cover by area flow, as reference counts: how many chosen cuts (and outputs) read each node.
+fn cover_by_area_flow(old: &Graph, best: &[Cut], is_func: &[bool]) -> Vec<u32> {
+    let mut uses = vec![0u32; old.nodes.len()];
     for &s in roots(old) {
         uses[node_of(s)] += 1;
     }
-    for id in (0..n).rev() {
+    for id in (0..old.nodes.len()).rev() {
         if uses[id] > 0 && is_func[id] {
             for &l in best[id].leaves() {
                 uses[l as usize] += 1;
             }
         }
     }
-    // Area recovery: each node of the cover, in topological order, takes the cut that adds the fewest nodes to the
-    // cover given the rest of it (its exact local area). Area flow only estimates how logic is shared, and it
-    // undervalues duplication: a node disappears only when every reader absorbs it.
+    uses
+}
+
+/// Area recovery: each node of the cover, in topological order, takes the cut that adds the fewest nodes to the
+/// cover given the rest of it (its exact local area). Area flow only estimates how logic is shared, and it
+/// undervalues duplication: a node disappears only when every reader absorbs it.
+fn recover_area(cuts: &mut CutSets, uses: &mut [u32], is_func: &[bool]) {
+    let CutSets { all, start, best } = cuts;
     let mut stack = Vec::new();
     for _ in 0..RECOVERY_ROUNDS {
-        for id in 0..n {
+        for id in 0..uses.len() {
             if uses[id] == 0 || !is_func[id] {
                 continue;
             }
-            deref(id, &best, &mut uses, &is_func, &mut stack);
+            deref(id, best, uses, is_func, &mut stack);
             let mut chosen = best[id];
             let mut least = usize::MAX;
             // Every cut but the trivial one (the last).
             for &cut in &all[start[id] as usize..start[id + 1] as usize - 1] {
                 best[id] = cut;
-                let area = reference(id, &best, &mut uses, &is_func, &mut stack);
-                deref(id, &best, &mut uses, &is_func, &mut stack);
+                let area = reference(id, best, uses, is_func, &mut stack);
+                deref(id, best, uses, is_func, &mut stack);
                 if area < least {
                     least = area;
                     chosen = cut;
                 }
             }
             best[id] = chosen;
-            reference(id, &best, &mut uses, &is_func, &mut stack);
+            reference(id, best, uses, is_func, &mut stack);
         }
     }
-    let required: Vec<bool> = uses.iter().map(|&u| u > 0).collect();
-    // For the report: functions no output depends on are dead; the other functions outside the cover were folded
-    // into the cones of their readers.
+}
+
+/// For the report: functions outside the cover that no output depends on are dead; the others were folded into the
+/// cones of their readers.
+fn count_removed(old: &Graph, is_func: &[bool], required: &[bool], report: &mut PassReport) {
+    let n = old.nodes.len();
     let mut live = vec![false; n];
     for &s in roots(old) {
         live[node_of(s)] = true;
@@ -207,8 +250,11 @@ pub(crate) fn map(old: &Graph, report: &mut PassReport) -> Graph {
             }
         }
     }
+}
 
-    // The mapped graph: required functions become cones over their cut's leaves.
+/// The mapped graph: required functions become cones over their cut's leaves.
+fn build_cones(old: &Graph, best: &[Cut], required: &[bool]) -> Graph {
+    let n = old.nodes.len();
     let mut new = old.empty_like();
     let mut map: Vec<Signal> = vec![0; n];
     let mut values = vec![0u8; n];
@@ -218,8 +264,7 @@ pub(crate) fn map(old: &Graph, report: &mut PassReport) -> Graph {
             Kind::Const => map[id] = signal(0, false),
             Kind::Input => map[id] = signal(id as u32, false),
             Kind::Func if required[id] => {
-                let cut = best[id];
-                let leaves = cut.leaves();
+                let leaves = best[id].leaves();
                 let ins: Vec<Signal> = leaves.iter().map(|&l| map[l as usize]).collect();
                 let truth = cone_truth(old, id, leaves, &mut values, &mut stamp);
                 map[id] = new.push(Node::func(&ins, from_fn(leaves.len(), |a| (truth >> a) & 1 == 1)));

@@ -5,7 +5,7 @@
 //! rather than the whole network. Operations are ordered by depth, and within a depth by truth table, so the
 //! evaluator dispatches once per run of equal operations instead of once per operation.
 
-use crate::ir::{entry, from_fn, is_inverted, node_of, Graph, Kind, Signal, Table};
+use crate::ir::{entry, flip_input, from_fn, is_inverted, node_of, permute, Graph, Group, Kind, Node, Signal, Table};
 
 /// One step of a program.
 #[derive(Clone, Debug)]
@@ -93,169 +93,30 @@ enum Item {
     Group(usize),
 }
 
+/// Readers of a node that keep its slot to the end of the program: class outputs.
+const PINNED: u32 = u32::MAX;
+
 impl Program {
     /// Lowers a graph whose functions have at most three inputs.
     pub(crate) fn new(graph: &Graph) -> Self {
-        let nodes = &graph.nodes;
-        let false_slot = graph.num_inputs as u32;
-        let true_slot = false_slot + 1;
-
-        // Depth of every node; a group's rows share the depth of the group.
-        let mut depth = vec![0usize; nodes.len()];
-        let mut group_depth = vec![0usize; graph.groups.len()];
-        for id in 0..nodes.len() {
-            depth[id] = match nodes[id].kind {
-                Kind::Func => 1 + nodes[id].ins().iter().map(|&s| depth[node_of(s)]).max().unwrap_or(0),
-                Kind::Binary { group, row } => {
-                    if row == 0 {
-                        let d = graph.groups[group as usize].inputs.iter().map(|&s| depth[node_of(s)]).max();
-                        group_depth[group as usize] = 1 + d.unwrap_or(0);
-                    }
-                    group_depth[group as usize]
-                }
-                _ => 0,
-            };
-        }
+        let (depth, group_depth) = depths(graph);
         let max_depth = depth.iter().copied().max().unwrap_or(0);
-
-        // The three-input truth table of a function node as evaluated: inverted inputs absorbed.
-        let imm_of = |id: usize| -> u8 {
-            let node = &nodes[id];
-            let k = node.ins().len();
-            let mut table: Table = node.table;
-            for (i, &s) in node.ins().iter().enumerate() {
-                if is_inverted(s) {
-                    table = crate::ir::flip_input(&table, k, i);
-                }
-            }
-            let imm = from_fn(3, |a| entry(&table, a & ((1 << k) - 1)))[0];
-            imm as u8
-        };
-
-        let mut items: Vec<(usize, u8, u8, usize, Item)> = Vec::new(); // (depth, order, imm, first input, item)
-        for (id, node) in nodes.iter().enumerate() {
-            if node.kind == Kind::Func {
-                let first = node.ins().first().map_or(0, |&s| node_of(s));
-                let (imm, order) = canonical_order(imm_of(id));
-                let mut ins = [0; 3];
-                ins[..node.ins().len()].copy_from_slice(node.ins());
-                items.push((depth[id], 1, imm, first, Item::Func { id, order, ins, len: node.ins().len() }));
-            }
-        }
-        for (g, _) in graph.groups.iter().enumerate() {
-            items.push((group_depth[g], 0, 0, 0, Item::Group(g)));
-        }
-        items.sort_unstable_by_key(|&(d, order, imm, first, _)| (d, order, imm, first));
-
-        // Readers of every node, counted once per reading item; class outputs keep their slot to the end.
-        const PINNED: u32 = u32::MAX;
-        let mut uses = vec![0u32; nodes.len()];
-        for node in nodes.iter().filter(|n| n.kind == Kind::Func) {
-            distinct_nodes(node.ins(), |n| uses[n] = uses[n].saturating_add(1));
-        }
-        for group in &graph.groups {
-            distinct_nodes(&group.inputs, |n| uses[n] = uses[n].saturating_add(1));
-        }
-        for &s in &graph.outputs {
-            uses[node_of(s)] = PINNED;
-        }
+        let items = schedule(graph, &depth, &group_depth);
+        let uses = reader_counts(graph);
         // An encoder bit is read when an operation, a binary layer or a class output reads it (input counts are
         // never released below).
         let inputs_read = (1..=graph.num_inputs).filter(|&n| uses[n] > 0).count();
 
-        let mut allocator = Slots { next: true_slot + 1, free: Vec::new() };
-        let mut slot = vec![u32::MAX; nodes.len()];
-        slot[0] = false_slot;
-        for i in 0..graph.num_inputs {
-            slot[1 + i] = i as u32;
-        }
-        let fixed = |id: usize| id <= graph.num_inputs;
-        let slot_of =
-            |slot: &[u32], s: Signal| if node_of(s) == 0 && is_inverted(s) { true_slot } else { slot[node_of(s)] };
-        let release = |slot: &[u32], uses: &mut [u32], allocator: &mut Slots, id: usize| {
-            if !fixed(id) && uses[id] != PINNED {
-                uses[id] -= 1;
-                if uses[id] == 0 {
-                    allocator.free.push(slot[id]);
-                }
-            }
-        };
-
-        let mut ops: Vec<[u32; 4]> = Vec::new();
-        let mut steps: Vec<Step> = Vec::new();
-        let mut stats = ProgramStats { depth: max_depth, ..Default::default() };
+        let mut lowering = Lowering::new(graph, uses);
         for &(_, _, imm, _, item) in &items {
             match item {
-                Item::Func { id, order, ins, len } => {
-                    let ins = &ins[..len];
-                    let mut abc = [0u32; 3];
-                    for (a, &p) in abc.iter_mut().zip(&order) {
-                        *a = slot_of(&slot, ins[p.min(ins.len() - 1)]);
-                    }
-                    distinct_nodes(ins, |n| release(&slot, &mut uses, &mut allocator, n));
-                    let out = allocator.take();
-                    slot[id] = out;
-                    stats.ops[ins.len()] += 1;
-                    push_op(&mut ops, &mut steps, imm, [abc[0], abc[1], abc[2], out]);
-                }
-                Item::Group(g) => {
-                    let group = &graph.groups[g];
-                    let words = group.words();
-                    let mut weights = group.weights.clone();
-                    let inputs: Vec<u32> = group.inputs.iter().map(|&s| slot_of(&slot, s)).collect();
-                    for (j, &s) in group.inputs.iter().enumerate() {
-                        if is_inverted(s) {
-                            for row in weights.chunks_exact_mut(words) {
-                                row[j / 64] ^= 1 << (j % 64);
-                            }
-                        }
-                    }
-                    // Outputs are allocated before the inputs are released: a row never overwrites an input.
-                    let outputs: Vec<u32> = (0..group.rows())
-                        .map(|r| {
-                            let out = allocator.take();
-                            slot[group.first as usize + r] = out;
-                            out
-                        })
-                        .collect();
-                    distinct_nodes(&group.inputs, |n| release(&slot, &mut uses, &mut allocator, n));
-                    // Rows nothing reads are released at once.
-                    for r in 0..group.rows() {
-                        let id = group.first as usize + r;
-                        if uses[id] == 0 {
-                            allocator.free.push(slot[id]);
-                        }
-                    }
-                    stats.binary_rows += group.rows();
-                    stats.binary_weights += group.rows() * group.inputs.len();
-                    steps.push(Step::Binary(BinaryStep {
-                        inputs,
-                        weights,
-                        thresholds: group.thresholds.clone(),
-                        outputs,
-                    }));
-                }
+                Item::Func { id, order, ins, len } => lowering.func(id, imm, order, &ins[..len]),
+                Item::Group(g) => lowering.group(&graph.groups[g]),
             }
         }
-
-        let per_class = graph.outputs.len() / graph.num_classes;
-        let classes = graph
-            .outputs
-            .chunks_exact(per_class.max(1))
-            .map(|members| {
-                let mut sum = ClassSum { slots: Vec::new(), inverted: Vec::new(), ones: 0 };
-                for &s in members {
-                    if node_of(s) == 0 {
-                        sum.ones += is_inverted(s) as u32;
-                    } else if is_inverted(s) {
-                        sum.inverted.push(slot[node_of(s)]);
-                    } else {
-                        sum.slots.push(slot[node_of(s)]);
-                    }
-                }
-                sum
-            })
-            .collect();
+        let classes = lowering.class_sums(graph);
+        let Lowering { ops, steps, mut stats, allocator, .. } = lowering;
+        stats.depth = max_depth;
         stats.inputs_read = inputs_read;
         stats.slots = allocator.next as usize;
         let program = Program {
@@ -292,13 +153,205 @@ impl Program {
     }
 }
 
+/// Depth of every node, and of every binary group; a group's rows share the depth of the group.
+fn depths(graph: &Graph) -> (Vec<usize>, Vec<usize>) {
+    let nodes = &graph.nodes;
+    let mut depth = vec![0usize; nodes.len()];
+    let mut group_depth = vec![0usize; graph.groups.len()];
+    for id in 0..nodes.len() {
+        depth[id] = match nodes[id].kind {
+            Kind::Func => 1 + nodes[id].ins().iter().map(|&s| depth[node_of(s)]).max().unwrap_or(0),
+            Kind::Binary { group, row } => {
+                if row == 0 {
+                    let d = graph.groups[group as usize].inputs.iter().map(|&s| depth[node_of(s)]).max();
+                    group_depth[group as usize] = 1 + d.unwrap_or(0);
+                }
+                group_depth[group as usize]
+            }
+            _ => 0,
+        };
+    }
+    (depth, group_depth)
+}
+
+/// The three-input truth table of a function node as evaluated: inverted inputs absorbed.
+fn evaluated_imm(node: &Node) -> u8 {
+    let k = node.ins().len();
+    let mut table: Table = node.table;
+    for (i, &s) in node.ins().iter().enumerate() {
+        if is_inverted(s) {
+            table = flip_input(&table, k, i);
+        }
+    }
+    from_fn(3, |a| entry(&table, a & ((1 << k) - 1)))[0] as u8
+}
+
+/// Every function and group as `(depth, order, imm, first input, item)`, in the order the program runs them: by
+/// depth, groups before functions, then by truth table (long runs of one table) and first input (locality).
+fn schedule(graph: &Graph, depth: &[usize], group_depth: &[usize]) -> Vec<(usize, u8, u8, usize, Item)> {
+    let mut items = Vec::new();
+    for (id, node) in graph.nodes.iter().enumerate() {
+        if node.kind == Kind::Func {
+            let first = node.ins().first().map_or(0, |&s| node_of(s));
+            let (imm, order) = canonical_order(evaluated_imm(node));
+            let mut ins = [0; 3];
+            ins[..node.ins().len()].copy_from_slice(node.ins());
+            items.push((depth[id], 1, imm, first, Item::Func { id, order, ins, len: node.ins().len() }));
+        }
+    }
+    for (g, _) in graph.groups.iter().enumerate() {
+        items.push((group_depth[g], 0, 0, 0, Item::Group(g)));
+    }
+    items.sort_unstable_by_key(|&(d, order, imm, first, _)| (d, order, imm, first));
+    items
+}
+
+/// Readers of every node, counted once per reading item; class outputs are [`PINNED`].
+fn reader_counts(graph: &Graph) -> Vec<u32> {
+    let mut uses = vec![0u32; graph.nodes.len()];
+    for node in graph.nodes.iter().filter(|n| n.kind == Kind::Func) {
+        distinct_nodes(node.ins(), |n| uses[n] = uses[n].saturating_add(1));
+    }
+    for group in &graph.groups {
+        distinct_nodes(&group.inputs, |n| uses[n] = uses[n].saturating_add(1));
+    }
+    for &s in &graph.outputs {
+        uses[node_of(s)] = PINNED;
+    }
+    uses
+}
+
+/// The state of lowering scheduled items to steps: the slot of every node computed so far, the readers each node
+/// still has (its slot is freed after the last), and the program built so far.
+struct Lowering {
+    num_inputs: usize,
+    true_slot: u32,
+    slot: Vec<u32>,
+    uses: Vec<u32>,
+    allocator: Slots,
+    ops: Vec<[u32; 4]>,
+    steps: Vec<Step>,
+    stats: ProgramStats,
+}
+
+impl Lowering {
+    /// Slots `0..num_inputs` hold the encoder bits, the next two FALSE and TRUE.
+    fn new(graph: &Graph, uses: Vec<u32>) -> Self {
+        let false_slot = graph.num_inputs as u32;
+        let true_slot = false_slot + 1;
+        let mut slot = vec![u32::MAX; graph.nodes.len()];
+        slot[0] = false_slot;
+        for i in 0..graph.num_inputs {
+            slot[1 + i] = i as u32;
+        }
+        Lowering {
+            num_inputs: graph.num_inputs,
+            true_slot,
+            slot,
+            uses,
+            allocator: Slots { next: true_slot + 1, free: Vec::new() },
+            ops: Vec::new(),
+            steps: Vec::new(),
+            stats: ProgramStats::default(),
+        }
+    }
+
+    /// The slot holding signal `s` (TRUE for the inverted constant; other inversions are absorbed by the reader).
+    fn slot_of(&self, s: Signal) -> u32 {
+        if node_of(s) == 0 && is_inverted(s) {
+            self.true_slot
+        } else {
+            self.slot[node_of(s)]
+        }
+    }
+
+    /// One reader of node `id` has run: its slot is freed after the last (encoder bits and the constant are fixed).
+    fn release(&mut self, id: usize) {
+        if id > self.num_inputs && self.uses[id] != PINNED {
+            self.uses[id] -= 1;
+            if self.uses[id] == 0 {
+                self.allocator.free.push(self.slot[id]);
+            }
+        }
+    }
+
+    /// A three-input operation computing node `id`; operand `p` reads `ins[order[p]]` (the last input repeated for
+    /// nodes of fewer inputs).
+    fn func(&mut self, id: usize, imm: u8, order: [usize; 3], ins: &[Signal]) {
+        let mut abc = [0u32; 3];
+        for (a, &p) in abc.iter_mut().zip(&order) {
+            *a = self.slot_of(ins[p.min(ins.len() - 1)]);
+        }
+        distinct_nodes(ins, |n| self.release(n));
+        let out = self.allocator.take();
+        self.slot[id] = out;
+        self.stats.ops[ins.len()] += 1;
+        push_op(&mut self.ops, &mut self.steps, imm, [abc[0], abc[1], abc[2], out]);
+    }
+
+    /// A binary step for `group`, with inverted inputs absorbed into the weights.
+    fn group(&mut self, group: &Group) {
+        let words = group.words();
+        let mut weights = group.weights.clone();
+        let inputs: Vec<u32> = group.inputs.iter().map(|&s| self.slot_of(s)).collect();
+        for (j, &s) in group.inputs.iter().enumerate() {
+            if is_inverted(s) {
+                for row in weights.chunks_exact_mut(words) {
+                    row[j / 64] ^= 1 << (j % 64);
+                }
+            }
+        }
+        // Outputs are allocated before the inputs are released: a row never overwrites an input.
+        let outputs: Vec<u32> = (0..group.rows())
+            .map(|r| {
+                let out = self.allocator.take();
+                self.slot[group.first as usize + r] = out;
+                out
+            })
+            .collect();
+        distinct_nodes(&group.inputs, |n| self.release(n));
+        // Rows nothing reads are released at once.
+        for r in 0..group.rows() {
+            let id = group.first as usize + r;
+            if self.uses[id] == 0 {
+                self.allocator.free.push(self.slot[id]);
+            }
+        }
+        self.stats.binary_rows += group.rows();
+        self.stats.binary_weights += group.rows() * group.inputs.len();
+        self.steps.push(Step::Binary(BinaryStep { inputs, weights, thresholds: group.thresholds.clone(), outputs }));
+    }
+
+    /// The bits each class counts, once every node has its slot.
+    fn class_sums(&self, graph: &Graph) -> Vec<ClassSum> {
+        let per_class = graph.outputs.len() / graph.num_classes;
+        graph
+            .outputs
+            .chunks_exact(per_class.max(1))
+            .map(|members| {
+                let mut sum = ClassSum { slots: Vec::new(), inverted: Vec::new(), ones: 0 };
+                for &s in members {
+                    if node_of(s) == 0 {
+                        sum.ones += is_inverted(s) as u32;
+                    } else if is_inverted(s) {
+                        sum.inverted.push(self.slot[node_of(s)]);
+                    } else {
+                        sum.slots.push(self.slot[node_of(s)]);
+                    }
+                }
+                sum
+            })
+            .collect()
+    }
+}
+
 /// The smallest truth table among the six orders of reading the three operands, and that order: operand `p` of the
 /// operation is operand `order[p]` of `imm`. Operations run in batches of one truth table (one dispatch each), so
 /// fewer distinct tables make longer batches; 256 tables fall into 80 classes this way.
 fn canonical_order(imm: u8) -> (u8, [usize; 3]) {
     const ORDERS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
     let table = [imm as u64, 0, 0, 0];
-    ORDERS.iter().map(|order| (crate::ir::permute(&table, 3, order)[0] as u8, *order)).min().expect("six orders")
+    ORDERS.iter().map(|order| (permute(&table, 3, order)[0] as u8, *order)).min().expect("six orders")
 }
 
 /// Calls `visit` on each node `signals` read, once each, ascending. Functions have at most three inputs: those
