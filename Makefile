@@ -2,6 +2,8 @@
 #   make run    set up .venv, build the extension, and run the main job: train a gate network on the bundled digits
 #               set, export it, and print its test accuracy and inference throughput (a couple of minutes)
 #   make test   set up, then run every check CI runs
+# and, for the edit-build-test loop, make check: lint, the import contract, the core crate's tests and the fast
+# Python suites (a few minutes once built).
 # Everything installs into .venv from PyPI and crates.io; nothing is installed system-wide.
 
 PYTHON ?= python3
@@ -9,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export BITLOGIC_DATA ?= $(abspath ../shared/data)
 
-.PHONY: run setup build test test-rust test-aarch64 test-python test-kernels-asan lint bench bench-presets gpu-check
+.PHONY: run setup build check lint-imports test test-rust test-aarch64 test-python test-kernels-asan lint bench bench-presets gpu-check
 
 run: build
 	mkdir -p build
@@ -34,6 +36,7 @@ lint:
 
 test-rust:
 	cargo test -p bitlogic --profile test-release --locked
+	cargo test -p bitlogic-train --profile test-release --locked
 	# The loader again with overflow checks on (debug), so an unchecked sum on hostile input panics here.
 	cargo test -p bitlogic --locked --test loader_robustness
 	cargo run -p bitlogic --profile test-release --locked --example embedded
@@ -47,7 +50,11 @@ test-aarch64:
 	. $(AARCH64_TOOLCHAIN)/env.sh && RUSTFLAGS="-D warnings" cargo test -p bitlogic --profile test-release --locked \
 		--target aarch64-unknown-linux-gnu --target-dir target/aarch64
 
-test-python: build
+# The Python modules' layering (pyproject.toml, [tool.importlinter]): no cycles, nn -> ops -> gpu, one way.
+lint-imports: build
+	$(VENV)/bin/lint-imports
+
+test-python: build lint-imports
 	$(PY) -m mypy.stubtest bitlogic._native
 	$(PY) -m mypy
 	$(PY) -m pytest -q
@@ -58,6 +65,14 @@ test-kernels-asan: build
 	ASAN_OPTIONS=detect_leaks=0 BITLOGIC_EMULATOR_SANITIZE=1 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
 		$(PY) -m pytest -q -p no:cacheprovider tests/test_cuda_logic.py tests/test_cuda_lut.py \
 		tests/test_cuda_binary.py tests/test_cuda_inference.py tests/test_cuda_launch.py tests/test_cuda_emulator.py
+
+# The fast loop: everything here also runs in make test.
+CHECK_PYTEST := tests/test_api.py tests/test_format.py tests/test_reference.py tests/test_engine_vs_reference.py \
+	tests/test_nn_export.py
+check: lint lint-imports
+	cargo test -p bitlogic --profile test-release --locked
+	$(PY) -m mypy
+	$(PY) -m pytest -q -x $(CHECK_PYTEST)
 
 test: lint test-rust test-aarch64 test-python test-kernels-asan
 
