@@ -15,6 +15,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(test)]
+mod api_tests;
 mod bits;
 mod compiler;
 mod engine;
@@ -34,6 +36,7 @@ mod tensors;
 
 pub use compiler::program::ProgramStats;
 pub use compiler::report::PassReport;
+pub use compiler::view::{BinaryStepView, ClassSumView, ProgramStep, ProgramView};
 pub use compiler::Optimization;
 pub use engine::EvalOptions;
 pub use error::{Error, Result};

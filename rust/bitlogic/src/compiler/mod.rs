@@ -1,5 +1,6 @@
 //! The compiler: a network lowered to the IR ([`lower`]), through the optimizing passes ([`optimize`], [`cuts`]),
-//! into the evaluator's [`program`], with a [`report`] of what the passes changed.
+//! into the evaluator's [`program`], with a [`report`] of what the passes changed; [`view`] shows a program to
+//! other back ends.
 //!
 //! It depends on the model and the IR and is depended on by the evaluator. The programs it builds are kept in the
 //! network's [`CompiledSlot`](crate::model::network::CompiledSlot)s: the model owns the storage, the compiler alone
@@ -11,10 +12,12 @@ pub(crate) mod lower;
 pub(crate) mod optimize;
 pub(crate) mod program;
 pub(crate) mod report;
+pub(crate) mod view;
 
 use crate::compiler::optimize::{lower_luts, remove_dead, simplify};
 use crate::compiler::program::{Program, ProgramStats};
 use crate::compiler::report::PassReport;
+use crate::compiler::view::ProgramView;
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::limits::MAX_NODES;
@@ -58,6 +61,13 @@ impl Network {
     /// the network.
     pub(crate) fn compiled(&self, optimize: bool) -> Result<&Program> {
         Ok(&self.compiled_with_report(optimize)?.0)
+    }
+
+    /// The compiled program, for back ends that run it themselves (a GPU, an interpreter): optimized, or every gate
+    /// and table as written. Built on first use and kept, like the program evaluation runs; see [`ProgramView`] for
+    /// what its slots and steps mean.
+    pub fn program(&self, optimize: bool) -> Result<ProgramView<'_>> {
+        Ok(ProgramView::new(self.compiled(optimize)?))
     }
 
     /// [`Network::compiled`] with the report of the passes (empty when `optimize` is off).
