@@ -2,7 +2,11 @@
 
 A model is a ``torch.nn.Sequential``: an encoder (``Thermometer`` / ``DistributiveThermometer``, then
 ``nn.Flatten``), any mix of ``LogicLayer``, ``LUTLayer`` and ``BinaryLinear`` (+ ``BatchNorm1d``) + ``Sign`` layers,
-and ``GroupSum`` last. Every layer passes bits (0/1 floats) to the next in ``eval()``.
+and ``GroupSum`` last. Every layer passes bits (0/1 floats) to the next in ``eval()``; bool and 0/1 integer inputs
+are read as those bits.
+
+Each module says what it becomes in the network file through ``export_part`` (the protocol of
+:mod:`bitlogic.nn._export`); the layers' arithmetic and the choice of kernels are :mod:`bitlogic.ops`'s.
 """
 
 from __future__ import annotations
