@@ -1,10 +1,11 @@
 """Bit-sliced inference on the GPU (cuda/packed_inference.cu through bitlogic.gpu.inference.GpuNetwork).
 
 Every check is bit-exactness with the CPU engine (``Network.scores`` / ``Network.predict``, itself tested against
-bitlogic.reference): scores int32 equal element for element, predictions equal. On the CPU the kernels run in the
-emulator (tests/cuda_emulator.py) on CPU tensors, with small shapes, including sample counts around a word (1, 31,
-32, 33) and a grid capped so that every kernel strides; on a GPU (where one exists) the same checks run on the
-device with more than 10 000 samples.
+bitlogic.reference): scores int32 equal element for element, predictions equal, for the optimized program the GPU
+runs by default and for the program as written (``optimize=False``). On the CPU the kernels run in the emulator
+(tests/cuda_emulator.py) on CPU tensors, with small shapes, including sample counts around a word (1, 31, 32, 33)
+and a grid capped so that every kernel strides; on a GPU (where one exists) the same checks run on the device with
+more than 10 000 samples.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.skipif(not available(), reason="the CPU emulator of the
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
 SAMPLES = [1, 31, 32, 33, 100]
+OPTIMIZE = [pytest.param(True, id="optimized"), pytest.param(False, id="as-written")]
 FEATURE_DTYPES = [torch.float32, torch.float64, torch.uint8]
 ORDERS = ["feature_major", "threshold_major"]
 
@@ -37,11 +39,11 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Emulator:
     return Emulator(Path(tmp_path_factory.mktemp("emulated-kernels")))
 
 
-def _on(net: Network, emulator: Emulator | None) -> GpuNetwork:
+def _on(net: Network, emulator: Emulator | None, optimize: bool = True) -> GpuNetwork:
     """The network on the emulator (CPU tensors), or on the GPU when ``emulator`` is None."""
     if emulator is None:
-        return GpuNetwork(net, "cuda")
-    return GpuNetwork(net, "cpu", backend=emulator)
+        return GpuNetwork(net, "cuda", optimize=optimize)
+    return GpuNetwork(net, "cpu", optimize=optimize, backend=emulator)
 
 
 def _assert_exact(gnet: GpuNetwork, net: Network, x: torch.Tensor) -> None:
@@ -146,39 +148,54 @@ def _model_features(n: int, seed: int) -> torch.Tensor:
 # -- emulator: bit-exactness -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("optimize", OPTIMIZE)
 @pytest.mark.parametrize(("kind", "arity"), [("gates", 2), ("luts", 2), ("luts", 3), ("luts", 6), ("binary", 2)])
-def test_random_networks_match_the_cpu_engine(emulator: Emulator, kind: str, arity: int) -> None:
+def test_random_networks_match_the_cpu_engine(emulator: Emulator, kind: str, arity: int, optimize: bool) -> None:
     net = bitlogic.random_network(45, [70, 33], 3, kind=kind, n=arity, seed=arity)  # type: ignore[arg-type]
-    gnet = _on(net, emulator)
+    gnet = _on(net, emulator, optimize)
     for n in SAMPLES:
         x = _random_bits(n, 45, seed=n)
         _assert_exact(gnet, net, x)
     _assert_exact(gnet, net, x.to(torch.uint8))  # 0/1 uint8 bits are the same bits
 
 
+@pytest.mark.parametrize("optimize", OPTIMIZE)
 @pytest.mark.parametrize("arity", [1, 4, 5, 7, 8])
-def test_every_other_arity_the_format_allows(emulator: Emulator, arity: int) -> None:
+def test_every_other_arity_the_format_allows(emulator: Emulator, arity: int, optimize: bool) -> None:
     net = bitlogic.random_network(20, [24, 12], 4, kind="luts", n=arity, seed=10 + arity)
-    gnet = _on(net, emulator)
+    gnet = _on(net, emulator, optimize)
     for n in (33, 100):
         _assert_exact(gnet, net, _random_bits(n, 20, seed=arity * n))
 
 
-def test_a_mixed_stack_matches_the_cpu_engine(emulator: Emulator) -> None:
+@pytest.mark.parametrize("optimize", OPTIMIZE)
+def test_a_mixed_stack_matches_the_cpu_engine(emulator: Emulator, optimize: bool) -> None:
     net = Network.from_arrays(BitsEncoder(50), _mixed_layers(50, seed=3), 3)
-    gnet = _on(net, emulator)
+    gnet = _on(net, emulator, optimize)
     for n in SAMPLES:
         _assert_exact(gnet, net, _random_bits(n, 50, seed=100 + n))
 
 
-def test_every_op_code_follows_its_truth_table(emulator: Emulator) -> None:
+@pytest.mark.parametrize("optimize", OPTIMIZE)
+def test_every_op_code_follows_its_truth_table(emulator: Emulator, optimize: bool) -> None:
     # 16 gates over the same two inputs, one class per gate: the scores are the gates' outputs themselves.
     net = Network.from_arrays(BitsEncoder(2), [GateLayer(np.array([[0, 1]] * 16), np.arange(16))], 16)
     x = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=torch.bool)
-    got = _on(net, emulator).scores(x)
+    got = _on(net, emulator, optimize).scores(x)
     expected = [[(op >> (3 - (2 * a + b))) & 1 for op in range(16)] for a, b in [(0, 0), (0, 1), (1, 0), (1, 1)]]
     assert got.tolist() == expected
-    _assert_exact(_on(net, emulator), net, x)
+    _assert_exact(_on(net, emulator, optimize), net, x)
+
+
+def test_every_three_input_truth_table(emulator: Emulator) -> None:
+    # 256 three-input tables over the same inputs, one class per table, as written: one operation per table, so
+    # the kernel's reading of every truth table byte shows in the scores.
+    tables = (np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1
+    net = Network.from_arrays(BitsEncoder(3), [LutLayer(np.array([[0, 1, 2]] * 256), tables)], 256)
+    x = torch.tensor([[(a >> j) & 1 for j in range(3)] for a in range(8)], dtype=torch.bool)
+    for optimize in (True, False):
+        got = _on(net, emulator, optimize).scores(x)
+        assert got.tolist() == [[(t >> a) & 1 for t in range(256)] for a in range(8)]
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -193,13 +210,15 @@ def test_the_encoder_bits_are_the_reference_s(emulator: Emulator, order: str, dt
     _assert_exact(_on(net, emulator), net, x)
 
 
+@pytest.mark.parametrize("optimize", OPTIMIZE)
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("dtype", FEATURE_DTYPES, ids=str)
-def test_threshold_networks_match_the_cpu_engine(emulator: Emulator, order: str, dtype: torch.dtype) -> None:
+def test_threshold_networks_match_the_cpu_engine(emulator: Emulator, order: str, dtype: torch.dtype,
+                                                 optimize: bool) -> None:
     thresholds = _thresholds(9, 4, dtype, seed=5)
     layers = bitlogic.random_network(36, [60, 30], 3, seed=6).layers
     net = Network.from_arrays(ThresholdEncoder(thresholds, order), layers, 3)  # type: ignore[arg-type]
-    gnet = _on(net, emulator)
+    gnet = _on(net, emulator, optimize)
     for n in SAMPLES:
         _assert_exact(gnet, net, _features(n, thresholds, dtype, seed=n))
     # A bool input of a threshold network is bits already encoded, as for the CPU engine.
@@ -233,10 +252,11 @@ def test_zeros_subnormals_and_infinities_compare_exactly(emulator: Emulator) -> 
         _assert_exact(_on(net, emulator), net, x)
 
 
-def test_a_compiled_torch_model_scores_exactly(emulator: Emulator) -> None:
+@pytest.mark.parametrize("optimize", OPTIMIZE)
+def test_a_compiled_torch_model_scores_exactly(emulator: Emulator, optimize: bool) -> None:
     model, tau = _compiled_model(seed=4)
     net = bitlogic.compile(model)
-    gnet = _on(net, emulator)
+    gnet = _on(net, emulator, optimize)
     for n in (33, 100):
         x = _model_features(n, seed=n)
         _assert_exact(gnet, net, x)
@@ -262,8 +282,8 @@ def test_a_capped_grid_strides_over_everything(emulator: Emulator, monkeypatch: 
     start = len(emulator.launches)
     _assert_exact(gnet, net, _random_bits(100, 50, seed=9))
     launched = emulator.launches[start:]
-    assert {kernel for kernel, _, _ in launched} == {"infer_pack", "infer_gates", "infer_luts", "infer_rows",
-                                                     "infer_binary", "infer_group_sum"}
+    assert {kernel for kernel, _, _ in launched} == {"infer_pack", "infer_ops", "infer_rows", "infer_binary",
+                                                     "infer_class_sums"}
     assert {(grid, block) for _, grid, block in launched} == {((1, 1, 1), (64, 1, 1))}
 
 
@@ -275,6 +295,57 @@ def test_no_samples(emulator: Emulator) -> None:
     assert scores.shape == (0, 2) and scores.dtype == torch.int32
     assert gnet.predict(torch.zeros(0, 10, dtype=torch.bool)).shape == (0,)
     assert len(emulator.launches) == start
+
+
+# -- the program ------------------------------------------------------------------------------------------------------
+
+
+def test_the_uploaded_program_is_the_optimized_one(emulator: Emulator) -> None:
+    # The passes really ran: fewer operations than the gates written; as written, one operation per gate.
+    net = bitlogic.random_network(40, [300, 200, 120], 4, seed=2)
+    gates = sum(len(layer.ops) for layer in net.layers if isinstance(layer, GateLayer))
+    optimized, as_written = _on(net, emulator), _on(net, emulator, optimize=False)
+    assert optimized.optimize and not as_written.optimize
+    assert as_written.num_ops == gates == net.optimization()["before"]["ops"]
+    assert optimized.num_ops == net.optimization()["after"]["ops"] < gates
+    assert optimized.num_slots == net.optimization()["after"]["slots"]
+    for gnet in (optimized, as_written):
+        _assert_exact(gnet, net, _random_bits(77, 40, seed=3))
+
+
+def test_operations_run_in_program_order_over_reused_slots(emulator: Emulator) -> None:
+    # The engine reuses slots, so the program only means what it says in order: one launch per stretch of
+    # operations between binary steps, each thread running the stretch for its word.
+    net = Network.from_arrays(BitsEncoder(50), _mixed_layers(50, seed=4), 3)
+    gnet = _on(net, emulator)
+    program = net._net.program(True)
+    assert gnet.num_slots < net.num_input_bits + 2 + gnet.num_ops  # slots are reused
+    x = _random_bits(65, 50, seed=5)
+    start = len(emulator.launches)
+    assert np.array_equal(gnet.scores(x).numpy(), net.scores(x.numpy()))
+    kernels = [kernel for kernel, _, _ in emulator.launches[start:]]
+    # Between two binary steps (and before the first, after the last) the operations are one launch.
+    stretches, binary, previous = 0, 0, None
+    for step in program["steps"]:
+        binary += step["kind"] == "binary"
+        stretches += step["kind"] == "ops" and previous != "ops"
+        previous = step["kind"]
+    assert kernels.count("infer_ops") == stretches and kernels.count("infer_binary") == binary
+    assert binary > 0 and stretches > 1
+
+
+def test_the_program_view() -> None:
+    net = bitlogic.random_network(12, [30, 20], 2, kind="luts", n=4, seed=5)
+    for optimize in (True, False):
+        program = net._net.program(optimize)
+        ops, imms = program["ops"], program["imms"]
+        assert ops.dtype == np.uint32 and ops.shape == (imms.shape[0], 4) and imms.dtype == np.uint8
+        assert program["input_bits"].dtype == np.uint32 and np.all(program["input_bits"] < net.num_input_bits)
+        assert np.all(ops < program["num_slots"])
+        covered = [i for step in program["steps"] if step["kind"] == "ops" for i in range(step["start"], step["end"])]
+        assert covered == list(range(imms.shape[0]))  # every operation in one step, in order
+        assert len(program["classes"]) == net.num_classes
+    assert net._net.program(True)["imms"].shape[0] < net._net.program(False)["imms"].shape[0]
 
 
 # -- errors ----------------------------------------------------------------------------------------------------------
@@ -334,17 +405,19 @@ GPU_SAMPLES = 10_007  # not a multiple of 32: the last word is partial
 
 
 @gpu
+@pytest.mark.parametrize("optimize", OPTIMIZE)
 @pytest.mark.parametrize(("kind", "arity"), [("gates", 2), ("luts", 2), ("luts", 3), ("luts", 6), ("luts", 8),
                                              ("binary", 2)])
-def test_on_the_gpu_random_networks_match_the_cpu_engine(kind: str, arity: int) -> None:
+def test_on_the_gpu_random_networks_match_the_cpu_engine(kind: str, arity: int, optimize: bool) -> None:
     net = bitlogic.random_network(200, [1000, 600, 300], 10, kind=kind, n=arity, seed=arity)  # type: ignore[arg-type]
-    _assert_exact(_on(net, None), net, _random_bits(GPU_SAMPLES, 200, seed=1).cuda())
+    _assert_exact(_on(net, None, optimize), net, _random_bits(GPU_SAMPLES, 200, seed=1).cuda())
 
 
 @gpu
-def test_on_the_gpu_a_mixed_stack_matches_the_cpu_engine() -> None:
+@pytest.mark.parametrize("optimize", OPTIMIZE)
+def test_on_the_gpu_a_mixed_stack_matches_the_cpu_engine(optimize: bool) -> None:
     net = Network.from_arrays(BitsEncoder(50), _mixed_layers(50, seed=3), 3)
-    gnet = _on(net, None)
+    gnet = _on(net, None, optimize)
     for n in (1, 33, GPU_SAMPLES):
         _assert_exact(gnet, net, _random_bits(n, 50, seed=n).cuda())
 

@@ -372,6 +372,64 @@ impl PyNetwork {
         Ok(dict)
     }
 
+    /// The compiled program the engine evaluates (optimized, or every gate and table as written), for back ends that
+    /// run it elsewhere (the GPU); what its slots and steps mean is documented at `bitlogic::ProgramView`. Numpy
+    /// arrays: `input_bits` uint32, `ops` uint32 `[M, 4]` (`[a, b, c, out]` slots) and `imms` uint8 `[M]` (each
+    /// operation's truth table), the `steps` in order (`kind` "ops" with `imm`, `start`, `end`, or "binary" with
+    /// `inputs`, `weights` uint64 `[outputs, ceil(inputs / 64)]`, `thresholds` int32, `outputs`), and the `classes`
+    /// (`slots`, `inverted`, `ones`).
+    #[pyo3(signature = (optimize=true))]
+    fn program<'py>(&self, py: Python<'py>, optimize: bool) -> PyResult<Bound<'py, PyDict>> {
+        // Compiled with the GIL released (kept in the network), then read with it.
+        py.allow_threads(|| self.inner.program(optimize).map(|_| ())).map_err(to_py)?;
+        let view = self.inner.program(optimize).map_err(to_py)?;
+        let all_ops = view.ops();
+        let mut imms = vec![0u8; all_ops.len()];
+        let steps = PyList::empty(py);
+        for step in view.steps() {
+            let d = PyDict::new(py);
+            match step {
+                bitlogic::ProgramStep::Ops { imm, start, end, .. } => {
+                    imms[start..end].fill(imm);
+                    d.set_item("kind", "ops")?;
+                    d.set_item("imm", imm)?;
+                    d.set_item("start", start)?;
+                    d.set_item("end", end)?;
+                }
+                bitlogic::ProgramStep::Binary(b) => {
+                    let weights = Array2::from_shape_vec((b.outputs.len(), b.words_per_row()), b.weights.to_vec())
+                        .expect("one weight row per output");
+                    d.set_item("kind", "binary")?;
+                    d.set_item("inputs", PyArray1::from_slice(py, b.inputs))?;
+                    d.set_item("weights", weights.into_pyarray(py))?;
+                    d.set_item("thresholds", PyArray1::from_slice(py, b.thresholds))?;
+                    d.set_item("outputs", PyArray1::from_slice(py, b.outputs))?;
+                }
+            }
+            steps.append(d)?;
+        }
+        let classes = PyList::empty(py);
+        for class in view.classes() {
+            let d = PyDict::new(py);
+            d.set_item("slots", PyArray1::from_slice(py, class.slots))?;
+            d.set_item("inverted", PyArray1::from_slice(py, class.inverted))?;
+            d.set_item("ones", class.ones)?;
+            classes.append(d)?;
+        }
+        let ops = Array2::from_shape_vec((all_ops.len(), 4), all_ops.iter().flatten().copied().collect())
+            .expect("four slots per operation");
+        let dict = PyDict::new(py);
+        dict.set_item("input_bits", PyArray1::from_slice(py, view.input_bits()))?;
+        dict.set_item("num_slots", view.num_slots())?;
+        dict.set_item("false_slot", view.false_slot())?;
+        dict.set_item("true_slot", view.true_slot())?;
+        dict.set_item("ops", ops.into_pyarray(py))?;
+        dict.set_item("imms", imms.into_pyarray(py))?;
+        dict.set_item("steps", steps)?;
+        dict.set_item("classes", classes)?;
+        Ok(dict)
+    }
+
     /// Counts of gates, tables and weights, depth and size.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.inner.stats();
