@@ -334,6 +334,19 @@ def test_operations_run_in_program_order_over_reused_slots(emulator: Emulator) -
     assert binary > 0 and stretches > 1
 
 
+@pytest.mark.parametrize("ops", [[15, 0, 12, 3, 14, 15], [15, 0, 15, 0]], ids=["inverted", "constant"])
+def test_class_outputs_inverted_or_constant(emulator: Emulator, ops: list[int]) -> None:
+    # After the passes a class may count slots read inverted, bits known to be 1, or nothing but constants (no
+    # operation and no slot at all).
+    net = Network.from_arrays(BitsEncoder(3), [GateLayer(np.array([[0, 1]] * len(ops)), np.array(ops))], 2)
+    classes = net._net.program(True)["classes"]
+    assert any(c["ones"] for c in classes)
+    assert any(len(c["inverted"]) for c in classes) == (ops[2] == 12)
+    x = torch.tensor([[(a >> j) & 1 for j in range(3)] for a in range(8)], dtype=torch.bool)
+    for optimize in (True, False):
+        _assert_exact(_on(net, emulator, optimize), net, x)
+
+
 def test_the_program_view() -> None:
     net = bitlogic.random_network(12, [30, 20], 2, kind="luts", n=4, seed=5)
     for optimize in (True, False):
