@@ -6,10 +6,13 @@ like the numpy reference shows that the format is implementable by a third party
 
 Container (FORMAT.md 1): ``u64 LE header length N`` + ``N bytes of UTF-8 JSON`` + the data buffer, where each tensor is
 ``{"dtype", "shape", "data_offsets": [begin, end]}`` relative to the buffer, plus ``__metadata__`` (string values).
+No JSON object may hold a key twice. Files of version 1.1 record the SHA-256 of the data buffer under ``data_sha256``
+(FORMAT.md 2).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import struct
@@ -61,8 +64,17 @@ def assemble(header: Mapping[str, Any], buffer: bytes, *, header_bytes: bytes | 
     return struct.pack("<Q", len(text)) + text + buffer
 
 
-def write(tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None) -> bytes:
-    """A well-formed container holding ``tensors`` (packed back to back in the given order) and ``metadata``."""
+DIGEST_KEY = "data_sha256"
+
+
+def digest(buffer: bytes) -> str:
+    """The digest a 1.1 file records of its data buffer: SHA-256, 64 lowercase hexadecimal digits."""
+    return hashlib.sha256(buffer).hexdigest()
+
+
+def write(tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None, *, with_digest: bool = False) -> bytes:
+    """A well-formed container holding ``tensors`` (packed back to back in the given order) and ``metadata``, to
+    which ``with_digest`` adds the digest of the data buffer."""
     header: dict[str, Any] = {}
     if metadata is not None:
         header["__metadata__"] = dict(metadata)
@@ -74,7 +86,10 @@ def write(tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None) -> 
         header[name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(t.data)]}
         chunks.append(t.data)
         offset += len(t.data)
-    return assemble(header, b"".join(chunks))
+    buffer = b"".join(chunks)
+    if with_digest:
+        header.setdefault("__metadata__", {})[DIGEST_KEY] = digest(buffer)
+    return assemble(header, buffer)
 
 
 def split(data: bytes) -> tuple[dict[str, Any], bytes]:
@@ -85,7 +100,9 @@ def split(data: bytes) -> tuple[dict[str, Any], bytes]:
     if length > len(data) - 8:
         raise ContainerError(f"header length {length} runs past the end of the file")
     try:
-        header = json.loads(data[8 : 8 + length].decode("utf-8"), parse_constant=_reject_constant)
+        header = json.loads(
+            data[8 : 8 + length].decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_object
+        )
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ContainerError(f"header is not UTF-8 JSON: {error}") from None
     if not isinstance(header, dict):
@@ -95,6 +112,20 @@ def split(data: bytes) -> tuple[dict[str, Any], bytes]:
 
 def _reject_constant(name: str) -> Any:
     raise ContainerError(f"header holds the non-JSON constant {name}")
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ContainerError(f"the key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def loads_unique(text: str) -> Any:
+    """``json.loads`` refusing any object that holds a key twice (FORMAT.md 1)."""
+    return json.loads(text, object_pairs_hook=_unique_object)
 
 
 def read(data: bytes) -> tuple[dict[str, str] | None, dict[str, Tensor]]:
@@ -212,8 +243,15 @@ def network_tensors(encoder: Encoder, layers: Sequence[Layer]) -> dict[str, Tens
 
 
 def network_metadata(description: Mapping[str, Any] | str, version: str = "1.0") -> dict[str, str]:
+    """The metadata keys of section 2 other than the digest (which :func:`write` adds, knowing the data)."""
     text = description if isinstance(description, str) else json.dumps(description, separators=(",", ":"))
     return {"format": "bitlogic", "format_version": version, "network": text}
+
+
+def has_digest(version: str) -> bool:
+    """Whether a file of ``version`` records the digest of its data: 1.1 and every later 1.x."""
+    major, _, minor = version.partition(".")
+    return major == "1" and minor.isdigit() and minor.isascii() and int(minor) >= 1
 
 
 def network_bytes(
@@ -222,10 +260,12 @@ def network_bytes(
     num_classes: int,
     tau: float = 1.0,
     info: Mapping[str, str] | None = None,
+    version: str = "1.1",
 ) -> bytes:
-    """A complete, valid network file."""
+    """A complete, valid network file of ``version`` (1.0 has no digest, 1.1 does)."""
     description = network_description(encoder, layers, num_classes, tau, info)
-    return write(network_tensors(encoder, layers), network_metadata(description))
+    tensors = network_tensors(encoder, layers)
+    return write(tensors, network_metadata(description, version), with_digest=has_digest(version))
 
 
 @dataclass
@@ -249,16 +289,23 @@ def is_compact_json(text: str) -> bool:
 
 
 def read_network(data: bytes) -> DecodedNetwork:
-    """Decodes a network file of version 1.0 back into spec objects, checking what section 4 lists.
+    """Decodes a network file of version 1.0 or 1.1 back into spec objects, checking what section 4 lists and, for
+    1.1, the digest of the data.
 
     Used to check files that bitlogic writes; raises ``ValueError`` (or ``AssertionError``) on anything off-spec.
     """
     metadata, tensors = read(data)
-    if metadata is None or set(metadata) != {"format", "format_version", "network"}:
-        raise ValueError(f"metadata keys: {None if metadata is None else sorted(metadata)}")
-    if metadata["format"] != "bitlogic" or metadata["format_version"] != "1.0":
-        raise ValueError(f"format {metadata['format']!r} version {metadata['format_version']!r}")
-    description = json.loads(metadata["network"])
+    if metadata is None or metadata.get("format") != "bitlogic" or "format_version" not in metadata:
+        raise ValueError(f"not a bitlogic network file: metadata {metadata!r}")
+    version = metadata["format_version"]
+    if version not in ("1.0", "1.1"):
+        raise ValueError(f"format version {version!r}")
+    keys = {"format", "format_version", "network"} | ({DIGEST_KEY} if version == "1.1" else set())
+    if set(metadata) != keys:
+        raise ValueError(f"metadata keys of a {version} file: {sorted(metadata)}")
+    if version == "1.1" and metadata[DIGEST_KEY] != digest(split(data)[1]):
+        raise ValueError(f"{DIGEST_KEY} {metadata[DIGEST_KEY]} is not the digest of the data")
+    description = loads_unique(metadata["network"])
     assert set(description) <= {"encoder", "layers", "head", "info"}, description.keys()
     enc = description["encoder"]
     expected: list[str] = []

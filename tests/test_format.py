@@ -62,8 +62,11 @@ class FileParts:
         self.metadata_edit: Callable[[dict[str, str]], None] | None = None
 
     def bytes(self) -> bytes:
+        """The file; of a version 1.1 or later, with the digest of its data (before ``metadata_edit``)."""
         text = self.network_text if self.network_text is not None else self.description
         metadata = st.network_metadata(text, self.version)
+        if st.has_digest(self.version):
+            metadata[st.DIGEST_KEY] = st.digest(st.split(st.write(self.tensors, None))[1])
         if self.metadata_edit is not None:
             self.metadata_edit(metadata)
         return st.write(self.tensors, metadata)
@@ -148,6 +151,13 @@ def test_info_is_kept(tmp_path: Path) -> None:
     assert net.info == {"producer": "tests", "note": "é"}
 
 
+def test_version_1_0_and_1_1_files_load_alike(tmp_path: Path) -> None:
+    encoder, layers, k, tau = small_parts()
+    old = load_bytes(tmp_path, st.network_bytes(encoder, layers, k, tau, version="1.0"))
+    new = load_bytes(tmp_path, st.network_bytes(encoder, layers, k, tau, version="1.1"))
+    assert old == new == bitlogic.Network.from_arrays(encoder, layers, k, tau=tau)
+
+
 def test_newer_minor_version_is_read(tmp_path: Path) -> None:
     parts = FileParts()
     parts.version = "1.7"
@@ -212,6 +222,9 @@ def test_engine_file_decodes_independently(tmp_path: Path) -> None:
     net.save(path)
     decoded = st.read_network(path.read_bytes())
     assert decoded.metadata["format"] == "bitlogic"
+    # The writer writes the current version, 1.1, with the digest of the data (checked by read_network).
+    assert decoded.metadata["format_version"] == "1.1" == bitlogic._native.FORMAT_VERSION
+    assert decoded.metadata[st.DIGEST_KEY] == st.digest(st.split(path.read_bytes())[1])
     assert decoded.num_classes == k and decoded.tau == tau
     x = sample_features()
     np.testing.assert_array_equal(
@@ -468,15 +481,16 @@ def test_huge_declared_sizes_do_not_allocate(tmp_path: Path) -> None:
 
     # A legal network that is huge only in name: 2^31 - 1 input bits, no layers, one class. Loading it must not
     # allocate per input bit (the process would run out of memory); its sizes come back as written. Its compiled
-    # form would exceed the engine's node limit, which is said, again without allocating.
+    # form would exceed the engine's node limit, which is said, again without allocating; stats() compiles nothing
+    # and counts the parts as written.
     big = FileParts((BitsEncoder(2**31 - 1), [], 1, 1.0))
     net = load_bytes(tmp_path, big.bytes())
     assert net.num_inputs == 2**31 - 1
     assert "2147483647 inputs" in repr(net)
     with pytest.raises(bitlogic.InputError, match="too large to evaluate"):
         net.prepare()
-    with pytest.raises(bitlogic.InputError, match="too large to evaluate"):
-        net.stats()
+    stats = net.stats()
+    assert (stats["num_input_bits"], stats["depth"], stats["bytes"]) == (2**31 - 1, 0, 0)
 
 
 # -- metadata and versions --------------------------------------------------------------------------------------------
@@ -522,7 +536,18 @@ def test_other_majors_are_rejected(tmp_path: Path, version: str) -> None:
     format_error(tmp_path, parts.bytes(), version)
 
 
-@pytest.mark.parametrize("version", ["1", "1.", ".0", "1.0.0", "one.zero", "1.a", "", "-1.0", "1.-1"])
+@pytest.mark.parametrize("version", ["1.99999999999999999999", "1.4294967296", "99999999999.0", "4294967296.1"])
+def test_versions_no_reader_knows_name_both_versions(tmp_path: Path, version: str) -> None:
+    # Of the form MAJOR.MINOR, but with a number past 2^32 - 1, which no version has (FORMAT.md 2).
+    parts = FileParts()
+    parts.version = version
+    message = format_error(tmp_path, parts.bytes(), version)
+    assert bitlogic._native.FORMAT_VERSION in message.replace(version, ""), message
+
+
+@pytest.mark.parametrize(
+    "version", ["1", "1.", ".0", "1.0.0", "one.zero", "1.a", "", "-1.0", "1.-1", "01.0", "1.01", "1.0 ", "1.١"]
+)
 def test_malformed_version(tmp_path: Path, version: str) -> None:
     parts = FileParts()
     parts.version = version
@@ -562,6 +587,151 @@ def test_unknown_head_kind_names_the_kind(tmp_path: Path) -> None:
     parts = FileParts()
     parts.description["head"]["kind"] = "softmax"
     format_error(tmp_path, parts.bytes(), "softmax")
+
+
+# -- the digest of the data (format 1.1) ------------------------------------------------------------------------------
+
+
+def _flip(data: bytes, position: int) -> bytes:
+    out = bytearray(data)
+    out[position] ^= 0x10
+    return bytes(out)
+
+
+def test_a_flipped_data_byte_names_both_digests(tmp_path: Path) -> None:
+    # FORMAT.md 2: a damaged file fails to load, naming what it records and what its data hashes to, instead of
+    # loading as a different network.
+    encoder, layers, k, tau = small_parts()
+    written_here = st.network_bytes(encoder, layers, k, tau, version="1.1")
+    written_by_the_engine = bitlogic.Network.from_arrays(encoder, layers, k, tau=tau).to_bytes()
+    for data in (written_here, written_by_the_engine):
+        header, buffer = st.split(data)
+        recorded = header["__metadata__"][st.DIGEST_KEY]
+        assert recorded == st.digest(buffer)
+        start = len(data) - len(buffer)
+        for position in range(start, len(data), 7):
+            bad = _flip(data, position)
+            found = st.digest(bad[start:])
+            format_error(tmp_path, bad, st.DIGEST_KEY, recorded, found)
+
+
+def test_a_flipped_data_byte_of_a_1_0_file_may_load_differently(tmp_path: Path) -> None:
+    # Why 1.1 has the digest: the same damage in a 1.0 file (a flipped bit of a threshold) loads as another network.
+    encoder, layers, k, tau = small_parts()
+    data = st.network_bytes(encoder, layers, k, tau, version="1.0")
+    _, buffer = st.split(data)
+    position = len(data) - len(buffer) + st.split(data)[0]["encoder.thresholds"]["data_offsets"][0] + 3
+    damaged = load_bytes(tmp_path, _flip(data, position))
+    assert damaged != bitlogic.Network.from_arrays(encoder, layers, k, tau=tau)
+
+
+def test_missing_digest_in_a_1_1_file(tmp_path: Path) -> None:
+    parts = FileParts()
+    parts.version = "1.1"
+    parts.metadata_edit = lambda m: m.pop(st.DIGEST_KEY)
+    format_error(tmp_path, parts.bytes(), st.DIGEST_KEY, "missing")
+
+
+def test_digest_in_a_1_0_file(tmp_path: Path) -> None:
+    parts = FileParts()
+    parts.metadata_edit = lambda m: m.update({st.DIGEST_KEY: st.digest(st.split(FileParts().bytes())[1])})
+    format_error(tmp_path, parts.bytes(), st.DIGEST_KEY, "1.0")
+
+
+@pytest.mark.parametrize("bad", ["", "0" * 63, "0" * 65, "A" * 64, "g" * 64, " " + "0" * 63, "sha256:" + "0" * 57])
+def test_malformed_digest(tmp_path: Path, bad: str) -> None:
+    parts = FileParts()
+    parts.version = "1.1"
+    parts.metadata_edit = lambda m: m.update({st.DIGEST_KEY: bad})
+    format_error(tmp_path, parts.bytes(), st.DIGEST_KEY, "hexadecimal")
+
+
+def test_the_independent_reader_checks_the_digest() -> None:
+    data = st.network_bytes(*small_parts(), version="1.1")
+    st.read_network(data)
+    with pytest.raises(ValueError, match=st.DIGEST_KEY):
+        st.read_network(_flip(data, len(data) - 1))
+
+
+# -- repeated keys and tensor entries (FORMAT.md 1) -------------------------------------------------------------------
+
+
+def _insert_after(text: str, after: str, insert: str) -> str:
+    at = text.index(after) + len(after)
+    return text[:at] + insert + text[at:]
+
+
+def _with_header_text(data: bytes, edit: Callable[[str], str]) -> bytes:
+    (length,) = struct.unpack("<Q", data[:8])
+    text = edit(data[8 : 8 + length].decode("utf-8"))
+    return st.assemble({}, data[8 + length :], header_bytes=text.encode("utf-8"))
+
+
+@pytest.mark.parametrize(
+    "after,insert,names",
+    [
+        ("{", '"__metadata__":{},', ["__metadata__", "twice"]),
+        ('"layers.0.ops":{', '"dtype":"U8",', ["dtype", "layers.0.ops", "twice"]),
+        ('"__metadata__":{', '"format_version":"2.0",', ["format_version", "twice"]),
+        ('"__metadata__":{', '"format":"bitlogic",', ["format", "twice"]),
+    ],
+    ids=["metadata-object", "entry-key", "format_version", "format"],
+)
+def test_repeated_keys_in_the_header_are_rejected(tmp_path: Path, after: str, insert: str, names: list[str]) -> None:
+    # JSON parsers keep one of the values (usually the last); the format rejects the file instead.
+    data = _with_header_text(FileParts().bytes(), lambda t: _insert_after(t, after, insert))
+    format_error(tmp_path, data, *names)
+    with pytest.raises(st.ContainerError):
+        st.read(data)
+
+
+def test_a_repeated_tensor_entry_is_rejected(tmp_path: Path) -> None:
+    data = FileParts().bytes()
+    entry = json.dumps(st.split(data)[0]["layers.0.ops"], separators=(",", ":"))
+    format_error(tmp_path, _with_header_text(data, lambda t: _insert_after(t, "{", f'"layers.0.ops":{entry},')),
+                 "layers.0.ops", "twice")
+
+
+@pytest.mark.parametrize(
+    "after,insert,names",
+    [
+        ("{", '"head":{"kind":"group_sum","num_classes":2,"tau":1.0},', ["head", "twice"]),
+        ('"encoder":{', '"bit_order":"threshold_major",', ["bit_order", "twice"]),
+        ('"layers":[{', '"width":5,', ["width", "twice"]),
+        ('"info":{', '"producer":"other",', ["producer", "info", "twice"]),
+    ],
+    ids=["top", "encoder", "layer", "info"],
+)
+def test_repeated_keys_in_the_description_are_rejected(
+    tmp_path: Path, after: str, insert: str, names: list[str]
+) -> None:
+    parts = FileParts()
+    parts.description["info"] = {"producer": "tests"}
+    parts.network_text = _insert_after(json.dumps(parts.description, separators=(",", ":")), after, insert)
+    format_error(tmp_path, parts.bytes(), *names)
+
+
+@pytest.mark.parametrize("info", [None, [], "x", {"epochs": 3}, {"a": None}, {"a": {"b": "c"}}, {"a": ["b"]}])
+def test_info_must_be_an_object_of_strings(tmp_path: Path, info: Any) -> None:
+    parts = FileParts()
+    parts.description["info"] = info
+    format_error(tmp_path, parts.bytes(), "info")
+
+
+def test_empty_info_is_absent_info(tmp_path: Path) -> None:
+    parts = FileParts()
+    parts.description["info"] = {}
+    net = load_bytes(tmp_path, parts.bytes())
+    assert net.info == {}
+    assert net == load_bytes(tmp_path, FileParts().bytes())
+
+
+@pytest.mark.parametrize("key", ["extra", "byteorder", "dtype ", ""])
+def test_extra_key_in_a_tensor_entry_is_rejected(tmp_path: Path, key: str) -> None:
+    def edit(header: dict[str, Any]) -> None:
+        header["layers.1.tables"][key] = 1
+
+    format_error(tmp_path, _edit_header(FileParts().bytes(), edit), "layers.1.tables", f"`{key}`")
 
 
 # -- the description --------------------------------------------------------------------------------------------------

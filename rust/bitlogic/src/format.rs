@@ -5,15 +5,20 @@
 //! parsed strictly (unknown keys and kinds are errors), every expected shape is computed from the description and
 //! compared with the tensor *before* anything is allocated, and the network constructors check every value.
 //!
-//! This module is the container: header, metadata, version and description. Each layer kind reads and writes its
-//! own tensors (`model/gates.rs`, `model/luts.rs`, `model/binary.rs`) through the helpers of `tensors`.
+//! This module is the container: header ([`header`]), metadata, version and digest ([`metadata`]), the description,
+//! and the assembled bytes ([`write`]). Each layer kind reads and writes its own tensors (`model/gates.rs`,
+//! `model/luts.rs`, `model/binary.rs`) through the helpers of `tensors`.
 
-use std::collections::{BTreeMap, HashMap};
+mod header;
+mod metadata;
+mod write;
+
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -22,9 +27,9 @@ use crate::tensors::{check_keys, le_values, LayerEntry, TensorBuffers, Tensors};
 
 /// Value of the `format` metadata key.
 pub const FORMAT_NAME: &str = "bitlogic";
-/// The format version this crate writes and reads (any 1.x is read).
-pub const FORMAT_VERSION: &str = "1.0";
-const MAJOR_VERSION: u64 = 1;
+/// The format version this crate writes; it reads every 1.x (1.0 without a digest of the data, 1.1 and later with
+/// one).
+pub const FORMAT_VERSION: &str = "1.1";
 
 // The description is parsed into flat structs (a `kind` string plus every key any kind may have) rather than
 // serde-tagged enums: serde buffers tagged enums, which would hide the path of a bad value from the error message.
@@ -90,17 +95,23 @@ impl Network {
 
     /// Parses the bytes of a network file.
     pub fn from_bytes(bytes: &[u8]) -> Result<Network> {
-        check_offsets(bytes)?;
+        // The header as bitlogic parses it: no key twice, tensor entries of three keys, offsets inside the file.
+        let raw = header::read(bytes)?;
+        if let Some((len, raw)) = &raw {
+            header::check_entries(raw)?;
+            header::check_offsets(raw, bytes.len() - 8 - len)?;
+        }
         // `read_metadata` checks that every tensor's offsets lie inside the buffer and match its dtype and shape.
         let (header_len, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
-            let culprit = faulty_tensor(bytes).map_or(String::new(), |name| format!(" (tensor `{name}`)"));
+            let culprit = raw.as_ref().and_then(|(_, raw)| header::faulty_tensor(raw));
+            let culprit = culprit.map_or(String::new(), |name| format!(" (tensor `{name}`)"));
             Error::Format(format!("not a safetensors container: {e}{culprit}"))
         })?;
         let data = &bytes[8 + header_len..];
         let metadata = header.metadata().as_ref().ok_or_else(|| {
             Error::Format("the container has no __metadata__; is this a bitlogic network file?".into())
         })?;
-        let description = read_description(metadata)?;
+        let description = read_description(metadata::check(metadata, data)?)?;
         let mut tensors = Tensors { header: &header, data, used: 0 };
         let network = build(description, &mut tensors)?;
         let present = header.tensors();
@@ -157,18 +168,12 @@ impl Network {
         };
         let json = serde_json::to_string(&description)
             .map_err(|e| Error::Format(format!("cannot serialize the description: {e}")))?;
-        let metadata = HashMap::from([
-            ("format".to_string(), FORMAT_NAME.to_string()),
-            ("format_version".to_string(), FORMAT_VERSION.to_string()),
-            ("network".to_string(), json),
+        let metadata = serde_json::Map::from_iter([
+            ("format".to_string(), FORMAT_NAME.into()),
+            ("format_version".to_string(), FORMAT_VERSION.into()),
+            ("network".to_string(), json.into()),
         ]);
-        let mut views = Vec::with_capacity(buffers.0.len());
-        for (name, dtype, shape, data) in &buffers.0 {
-            let view = TensorView::new(*dtype, shape.clone(), data)
-                .map_err(|e| Error::Format(format!("tensor {name}: {e}")))?;
-            views.push((name.as_str(), view));
-        }
-        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Format(format!("cannot serialize: {e}")))
+        write::container(buffers.0, metadata)
     }
 
     /// Writes the network file atomically: to a temporary file beside `path`, flushed to disk, then renamed over
@@ -202,84 +207,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
-fn read_description(metadata: &HashMap<String, String>) -> Result<Description> {
-    let get = |key: &str| {
-        metadata
-            .get(key)
-            .ok_or_else(|| Error::Format(format!("metadata key `{key}` is missing; is this a bitlogic network file?")))
-    };
-    let format = get("format")?;
-    if format != FORMAT_NAME {
-        return Err(Error::Format(format!("metadata `format` is {format:?}, expected {FORMAT_NAME:?}")));
-    }
-    let version = get("format_version")?;
-    let major = parse_version(version)
-        .ok_or_else(|| Error::Format(format!("metadata `format_version` is {version:?}, expected \"MAJOR.MINOR\"")))?;
-    if major != MAJOR_VERSION {
-        return Err(Error::Version { found: version.clone(), supported: FORMAT_VERSION });
-    }
-    if let Some(extra) = metadata.keys().find(|k| !matches!(k.as_str(), "format" | "format_version" | "network")) {
-        return Err(Error::Format(format!(
-            "unknown metadata key `{extra}` (file version {version}, this reader implements {FORMAT_VERSION})"
-        )));
-    }
-    let json = &mut serde_json::Deserializer::from_str(get("network")?);
-    serde_path_to_error::deserialize(json).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let at = if path == "." { String::new() } else { format!("`{path}`: ") };
+/// Parses the description; objects in it (`info` included) may not hold a key twice.
+fn read_description(metadata: metadata::Checked<'_>) -> Result<Description> {
+    let version = metadata.version;
+    let fail = |at: String, inner: &dyn std::fmt::Display| {
         Error::Format(format!(
             "network description: {at}{inner} (file version {version}, this reader implements {FORMAT_VERSION})"
         ))
-    })
-}
-
-/// The container header as JSON, when the 8-byte length and the header it announces are present and parse.
-fn raw_header(bytes: &[u8]) -> Option<(usize, HashMap<String, serde_json::Value>)> {
-    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
-    let header = serde_json::from_slice(bytes.get(8..8usize.checked_add(len)?)?).ok()?;
-    Some((len, header))
-}
-
-/// Rejects any tensor whose byte range ends past the data present in the file. The safetensors layer adds offsets
-/// to the header length unchecked, which overflows on offsets near 2^64; bounding them by the file size first keeps
-/// every later sum small.
-fn check_offsets(bytes: &[u8]) -> Result<()> {
-    let Some((len, header)) = raw_header(bytes) else { return Ok(()) };
-    let available = bytes.len() - 8 - len;
-    for (name, info) in header.iter().filter(|(name, _)| name.as_str() != "__metadata__") {
-        let end = info.get("data_offsets").and_then(|o| o.get(1)).and_then(serde_json::Value::as_u64);
-        if let Some(end) = end.filter(|&end| end > available as u64) {
-            return Err(Error::Format(format!(
-                "not a safetensors container: tensor `{name}` ends at byte {end} of a {available}-byte data buffer"
-            )));
-        }
+    };
+    // Repeated keys first: serde would take the last of repeated `info` keys. Text that is not JSON at all gets
+    // the message of the typed parse below.
+    if let Err(header::JsonError::Repeated(message)) = header::parse_unique(metadata.network.as_bytes()) {
+        return Err(fail(String::new(), &message));
     }
-    Ok(())
-}
-
-/// After the safetensors layer rejected a header, finds the first tensor whose byte range disagrees with its dtype
-/// and shape, so the error can name it. Returns `None` when the header cannot be read that far.
-fn faulty_tensor(bytes: &[u8]) -> Option<String> {
-    let (_, header) = raw_header(bytes)?;
-    let mut entries: Vec<_> = header.iter().filter(|(name, _)| name.as_str() != "__metadata__").collect();
-    entries.sort_by_key(|(name, _)| name.as_str());
-    entries.into_iter().find_map(|(name, info)| {
-        let info: safetensors::tensor::TensorInfo = match serde_json::from_value(info.clone()) {
-            Ok(info) => info,
-            Err(_) => return Some(name.clone()),
-        };
-        let elements = info.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        let expected = elements.and_then(|n| n.checked_mul(info.dtype.bitsize())).map(|bits| bits.div_ceil(8));
-        let (begin, end) = info.data_offsets;
-        (end.checked_sub(begin) != expected).then(|| name.clone())
+    let json = &mut serde_json::Deserializer::from_str(metadata.network);
+    serde_path_to_error::deserialize(json).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { String::new() } else { format!("`{path}`: ") };
+        fail(at, e.inner())
     })
-}
-
-fn parse_version(version: &str) -> Option<u64> {
-    let (major, minor) = version.split_once('.')?;
-    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
-    (digits(major) && digits(minor)).then(|| major.parse().ok())?
 }
 
 fn build(description: Description, tensors: &mut Tensors<'_>) -> Result<Network> {
@@ -362,19 +308,5 @@ fn quoted_list(names: &[&str]) -> String {
         Some((last, [])) => last.clone(),
         Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
         None => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_parse_strictly() {
-        assert_eq!(parse_version("1.0"), Some(1));
-        assert_eq!(parse_version("12.34"), Some(12));
-        for bad in ["1", "1.", ".0", "1.0.0", "a.b", "+1.0", "1.-1", " 1.0", "99999999999.0"] {
-            assert_eq!(parse_version(bad), None, "{bad}");
-        }
     }
 }

@@ -186,11 +186,12 @@ proptest! {
         let labels = loaded.predict(batch.input(), &options).unwrap();
         prop_assert_eq!(labels, net.predict(batch.input(), &options).unwrap());
 
-        // A file from the independent writer loads as the same network.
+        // A file from the independent writer, of either version, loads as the same network.
         let independent = Network::from_bytes(&reference.file_bytes()).unwrap();
         prop_assert_eq!(independent.encoder(), net.encoder());
         prop_assert_eq!(independent.layers(), net.layers());
         prop_assert_eq!(independent.info(), net.info());
+        prop_assert_eq!(&Network::from_bytes(&reference.file_bytes_v1_1()).unwrap(), &independent);
 
         // The engine's file holds exactly the tensors and description of FORMAT.md.
         let (header, data) = split_container(&bytes);
@@ -198,9 +199,11 @@ proptest! {
         let metadata = header["__metadata__"].as_object().unwrap();
         let mut keys: Vec<&str> = metadata.keys().map(String::as_str).collect();
         keys.sort_unstable();
-        prop_assert_eq!(keys, vec!["format", "format_version", "network"]);
+        prop_assert_eq!(keys, vec!["data_sha256", "format", "format_version", "network"]);
         prop_assert_eq!(metadata["format"].as_str(), Some("bitlogic"));
-        prop_assert_eq!(metadata["format_version"].as_str(), Some("1.0"));
+        prop_assert_eq!(metadata["format_version"].as_str(), Some("1.1"));
+        let digest = sha256_hex(&data);
+        prop_assert_eq!(metadata["data_sha256"].as_str(), Some(digest.as_str()));
         let text = metadata["network"].as_str().unwrap();
         let written: serde_json::Value = serde_json::from_str(text).unwrap();
         // tau's text is also parsed with the standard library, which rounds correctly whatever serde_json's features.

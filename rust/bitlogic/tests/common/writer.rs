@@ -93,11 +93,32 @@ impl RefNet {
         (description, tensors)
     }
 
-    /// The network file, from the independent writer.
+    /// The network file, from the independent writer, of version 1.0 (no digest).
     pub fn file_bytes(&self) -> Vec<u8> {
         let (description, tensors) = self.file_parts();
         write_container(&standard_metadata(&description), &tensors)
     }
+
+    /// The network file, from the independent writer, of version 1.1 (with the digest of its data).
+    pub fn file_bytes_v1_1(&self) -> Vec<u8> {
+        let (description, tensors) = self.file_parts();
+        let mut metadata = standard_metadata(&description);
+        metadata["format_version"] = json!("1.1");
+        write_container(&with_digest(metadata, &tensors), &tensors)
+    }
+}
+
+/// The SHA-256 of `data` in lowercase hexadecimal, as the metadata key `data_sha256` records it (FORMAT.md 2).
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `metadata` with `data_sha256` set to the digest of the data buffer [`write_container`] makes of `tensors`.
+pub fn with_digest(mut metadata: Value, tensors: &[RawTensor]) -> Value {
+    let data: Vec<u8> = tensors.iter().flat_map(|t| t.data.iter().copied()).collect();
+    metadata["data_sha256"] = json!(sha256_hex(&data));
+    metadata
 }
 
 /// The `__metadata__` object of a version 1.0 file holding `description`.

@@ -6,9 +6,9 @@
 //!   mutations of [`mutation`] applied by [`mutate`]. `from_bytes` must never panic, must stay within a memory budget
 //!   proportional to the file ([`alloc`]), and must either fail with a format or version error or return a network
 //!   that serializes again and evaluates.
-//! - Targeted tests, one module per part of the file: [`container`], [`metadata`], [`description`], [`tensors`].
-//!   Every defect listed in FORMAT.md section 4 is a format (or version) error whose message names the tensor or key
-//!   at fault.
+//! - Targeted tests, one module per part of the file: [`container`], [`repeated_keys`], [`metadata`],
+//!   [`integrity`] (the digest of the data), [`description`], [`tensors`]. Every defect listed in FORMAT.md section
+//!   4 is a format (or version) error whose message names the tensor or key at fault.
 //! - [`limits`]: headers claiming enormous sizes fail at once, without allocating for them.
 
 #[path = "../common/mod.rs"]
@@ -18,9 +18,11 @@ mod alloc;
 mod container;
 mod description;
 mod fixtures;
+mod integrity;
 mod limits;
 mod metadata;
 mod mutate;
 mod mutation;
 mod property;
+mod repeated_keys;
 mod tensors;

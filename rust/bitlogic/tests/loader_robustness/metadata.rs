@@ -1,6 +1,6 @@
 //! The `__metadata__` keys and the versioning rule (FORMAT.md section 2).
 
-use bitlogic::{Error, Network};
+use bitlogic::{Error, Network, FORMAT_VERSION};
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -23,7 +23,8 @@ fn metadata_defects_are_named() {
     // Metadata values must be strings (the safetensors rule).
     expect_format(&with(json!({"format": "bitlogic", "format_version": 1.0, "network": network})), &[]);
     expect_format(&with(json!({"format": "bitlogic", "format_version": "1.0", "network": description})), &[]);
-    for version in ["x", "1", "1.0.0", "", "1.x", "-1.0", "1.-0", " 1.0", "99999999999.0"] {
+    // Not of the form MAJOR.MINOR (a number too large for any version is a version error, below).
+    for version in ["x", "1", "1.0.0", "", "1.x", "-1.0", "1.-0", " 1.0", "1.0 ", "01.0", "1.01", "1.00", "1.0e0"] {
         let bytes = with(json!({"format": "bitlogic", "format_version": version, "network": network}));
         expect_format(&bytes, &["format_version"]);
     }
@@ -33,20 +34,26 @@ fn metadata_defects_are_named() {
 fn versions_follow_the_versioning_rule() {
     let (description, tensors) = parts();
     let network = description.to_string();
+    // Files of 1.1 and later record the digest of their data.
     let with_version = |version: &str, network: &str| {
-        write_container(&json!({"format": "bitlogic", "format_version": version, "network": network}), &tensors)
+        let metadata = json!({"format": "bitlogic", "format_version": version, "network": network});
+        let metadata = if version == "1.0" { metadata } else { with_digest(metadata, &tensors) };
+        write_container(&metadata, &tensors)
     };
-    for version in ["2.0", "0.9", "3.1", "10.0"] {
+    // Another major, or a number no version has: an error naming both versions.
+    let unsupported =
+        ["2.0", "0.9", "3.1", "10.0", "99999999999.0", "1.99999999999999999999", "1.4294967296", "4294967297.0"];
+    for version in unsupported {
         match Network::from_bytes(&with_version(version, &network)) {
             Err(e @ Error::Version { .. }) => {
                 let message = e.to_string();
-                assert!(message.contains(version) && message.contains("1.0"), "{message}");
+                assert!(message.contains(version) && message.contains(FORMAT_VERSION), "{message}");
             }
             other => panic!("version {version}: expected a version error, got {other:?}"),
         }
     }
     // A newer minor version of major 1 is read...
-    for version in ["1.0", "1.9", "1.10", "1.123"] {
+    for version in ["1.0", "1.1", "1.9", "1.10", "1.123", "1.4294967295"] {
         let net = Network::from_bytes(&with_version(version, &network)).unwrap();
         assert_eq!(net, template().build(), "{version}");
     }

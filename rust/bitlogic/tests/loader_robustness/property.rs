@@ -29,8 +29,8 @@ pub(crate) fn sample_net(strategy: impl Strategy<Value = RefNet>, seed: u64) -> 
     net
 }
 
-/// Valid files of several kinds: every layer kind, both encoders, no layers, annotations; written by the engine and
-/// by the independent writer (whose tensor order differs).
+/// Valid files of several kinds: every layer kind, both encoders, no layers, annotations, format 1.0 and 1.1;
+/// written by the engine and by the independent writer (whose tensor order differs).
 pub(crate) fn base_files() -> Vec<Vec<u8>> {
     let mut nets: Vec<RefNet> = Vec::new();
     for (i, kind) in [Kind::Gates, Kind::Luts(2), Kind::Luts(5), Kind::Luts(8), Kind::Binary].into_iter().enumerate() {
@@ -43,7 +43,10 @@ pub(crate) fn base_files() -> Vec<Vec<u8>> {
     let mut files = Vec::new();
     for net in &nets {
         files.push(net.build().to_bytes().unwrap());
+        // The independent writer's files of both versions: in 1.0 ones damaged data reaches the value checks, in
+        // 1.1 ones the digest stops it.
         files.push(net.file_bytes());
+        files.push(net.file_bytes_v1_1());
     }
     files.push(random_network(20, &[16, 8], 2, LayerKind::Gates, 1).unwrap().to_bytes().unwrap());
     files
