@@ -13,11 +13,12 @@ CPU engine (``Network.scores`` / ``Network.predict``) and with :mod:`bitlogic.re
 the same array, the error is the CPU engine's own (it checks a stand-in array of the same shape, or the rows up to
 the first bad value).
 
-The program (``Network.program``, the engine's compiled form): gates, lookup tables and binary layers lowered to
-three-input operations ``out = f(a, b, c)`` on numbered bit-plane slots and binary (XNOR-popcount) steps, through the
-passes that fold constants, merge duplicates, absorb inverters and fuse small cones into one operation, followed by
-one sum per class over slots, inverted slots and bits known to be 1. ``optimize=False`` uploads the program of the
-network as written instead (every gate one operation, every table split into three-input ones), for comparison.
+The program is the engine's compiled form, read through ``bitlogic._native.Network.program`` (its slots and steps
+are documented at the Rust ``ProgramView``): gates, lookup tables and binary layers lowered to three-input
+operations ``out = f(a, b, c)`` on numbered bit-plane slots and binary (XNOR-popcount) steps, through the passes that
+fold constants, merge duplicates, absorb inverters and fuse small cones into one operation, followed by one sum per
+class over slots, inverted slots and bits known to be 1. ``optimize=False`` uploads the program of the network as
+written instead (every gate one operation, every table split into three-input ones), for comparison.
 
 How it runs: torch compares the features with the thresholds (FORMAT.md 3.2's rule: float32 with float32, float64
 with the thresholds widened exactly to float64, uint8 widened exactly to float32), producing the bits bit-major,
@@ -108,7 +109,8 @@ def _weight_words(weights: np.ndarray, inputs: int) -> np.ndarray:
     """The engine's uint64 weight words ``[O, ceil(I / 64)]`` (weight j at bit j % 64 of word j // 64) as int32
     words ``[O, ceil(I / 32)]``: the same bits, little-endian halves. The kernels read the words as uint32; int32 is
     the same 32 bits in a dtype every torch version handles."""
-    halves = np.ascontiguousarray(weights, dtype="<u8").view("<u4").reshape(weights.shape[0], -1)
+    rows, words = weights.shape
+    halves = np.ascontiguousarray(weights, dtype="<u8").view("<u4").reshape(rows, 2 * words)
     return np.ascontiguousarray(halves[:, : _row_words(inputs)]).view(np.int32)
 
 
@@ -134,7 +136,7 @@ class GpuNetwork:
         self.num_classes = net.num_classes
         self.num_inputs = net.num_inputs
         self.num_input_bits = net.num_input_bits
-        self._net = net  # the CPU engine, whose checks give the input errors their wording
+        self._engine = net  # the CPU engine, whose checks give the input errors their wording
 
         encoder = net.encoder
         self._threshold_major = False
@@ -152,7 +154,7 @@ class GpuNetwork:
                 host = host.view(np.int32)
             return torch.from_numpy(host).to(device=place, dtype=dtype).contiguous()
 
-        program = net._net.program(optimize)
+        program = net._net.program(optimize)  # the native network's view of the program it evaluates
         self.num_slots: int = int(program["num_slots"])
         #: Three-input operations of the uploaded program.
         self.num_ops: int = int(program["imms"].shape[0])
@@ -270,7 +272,7 @@ class GpuNetwork:
             raise self._engine_error(x[: sample + 1].cpu().numpy())
 
     def _engine_check(self, x: np.ndarray) -> None:
-        self._net.scores(x, optimize=self.optimize)
+        self._engine.scores(x, optimize=self.optimize)
 
     def _engine_error(self, x: np.ndarray) -> InputError:
         """The engine's error for ``x``, an array it refuses."""
