@@ -66,7 +66,7 @@ def test_every_case_has_its_files() -> None:
     readme = (GOLDEN / "README.md").read_text()
     for name, (version, _, _) in cases.items():
         assert f"`v{version}/{name}`" in readme, f"README.md does not describe v{version}/{name}"
-    assert {"1.0"} <= {version for version, _, _ in cases.values()}
+    assert {"1.0", "1.1"} <= {version for version, _, _ in cases.values()}
 
 
 def test_every_layer_kind_and_arity_is_covered() -> None:
@@ -104,6 +104,20 @@ def test_golden_file(path: Path) -> None:
     assert again == net
     assert again.info == net.info and again.tau == net.tau
     np.testing.assert_array_equal(again.scores(x), scores)
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if p.parent.name != "v1.0"],
+                         ids=[str(p.relative_to(GOLDEN)) for p in FILES if p.parent.name != "v1.0"])
+def test_damaged_golden_file_of_1_1_names_the_digests(path: Path) -> None:
+    data = path.read_bytes()
+    header, buffer = st.split(data)
+    assert header["__metadata__"][st.DIGEST_KEY] == st.digest(buffer)
+    damaged = bytearray(data)
+    damaged[len(data) - len(buffer) // 2] ^= 0x01
+    with pytest.raises(bitlogic.FormatError, match=st.DIGEST_KEY) as info:
+        bitlogic.Network.from_bytes(bytes(damaged))
+    assert header["__metadata__"][st.DIGEST_KEY] in str(info.value)
+    assert st.digest(bytes(damaged[len(data) - len(buffer):])) in str(info.value)
 
 
 # -- the JSON Schema --------------------------------------------------------------------------------------------------

@@ -215,6 +215,15 @@ def _mixed_bits(rng: np.random.Generator) -> tuple[Net, np.ndarray]:
     return Net(encoder, layers, 2, tau=0.3, info={"dataset": "none"}), bit_inputs(rng, 33)
 
 
+@case("all_kinds", "1.1", "format 1.1 (with the digest of the data): threshold encoder (8 x 3, threshold_major) -> "
+      "gates -> 1-input LUTs -> 8-input LUTs -> binary over 45 inputs -> 4-input LUTs -> gates; tau 1.5; info")
+def _all_kinds(rng: np.random.Generator) -> tuple[Net, np.ndarray]:
+    encoder = threshold_encoder(rng, 8, 3, "threshold_major")
+    specs = [("gates", 64, 0), ("luts", 50, 1), ("luts", 45, 8), ("binary", 40, 0), ("luts", 36, 4), ("gates", 24, 0)]
+    info = {"producer": "tests/golden/generate.py", "format": "1.1"}
+    return Net(encoder, stack(rng, encoder, specs), 4, tau=1.5, info=info), float_inputs(rng, encoder)
+
+
 # -- writing ----------------------------------------------------------------------------------------------------------
 
 

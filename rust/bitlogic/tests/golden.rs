@@ -70,10 +70,25 @@ fn metadata_version(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn golden_files_exist_for_version_1_0() {
+fn golden_files_exist_for_versions_1_0_and_1_1() {
     let files = golden_files();
-    assert!(files.len() >= 17, "{} golden files", files.len());
+    assert!(files.len() >= 18, "{} golden files", files.len());
     assert!(files.iter().any(|p| folder_version(p) == "1.0"));
+    assert!(files.iter().any(|p| folder_version(p) == "1.1"));
+}
+
+/// A 1.1 file records the SHA-256 of its data (computed here independently); a 1.0 file has no such key.
+#[test]
+fn golden_files_of_1_1_record_the_digest_of_their_data() {
+    for path in golden_files() {
+        let bytes = std::fs::read(&path).unwrap();
+        let (header, data) = common::split_container(&bytes);
+        let recorded = &header["__metadata__"]["data_sha256"];
+        match folder_version(&path).as_str() {
+            "1.0" => assert!(recorded.is_null(), "{}", path.display()),
+            _ => assert_eq!(recorded.as_str(), Some(common::sha256_hex(&data).as_str()), "{}", path.display()),
+        }
+    }
 }
 
 #[test]
