@@ -1,7 +1,7 @@
 //! Tests of the crate through its public API that involve several of its parts at once (so they live above every
 //! module of the chain, and nothing depends on them).
 
-use crate::{random_network, EvalOptions, Input, LayerKind, Matrix, ProgramStep, ProgramView, SplitMix64};
+use crate::{random_network, EvalOptions, Input, LayerKind, Matrix, Network, ProgramStep, ProgramView, SplitMix64};
 
 /// Scores of every sample by a plain scalar interpreter of `view`: one `bool` per slot, one sample at a time.
 fn interpret(view: &ProgramView<'_>, bits: &[u8], num_bits: usize) -> Vec<i32> {
@@ -60,4 +60,62 @@ fn program_view_interpreted_gives_the_engine_scores() {
             assert_eq!(interpret(&view, &bits, 24), expected, "{kind:?}, optimize {optimize}");
         }
     }
+}
+
+/// Sixteen threads save different networks to one path, twenty times each, while two threads load it: every load
+/// gives one of the saved networks, whole.
+#[test]
+fn concurrent_saves_of_one_path_always_leave_a_whole_network() {
+    const WRITERS: usize = 16;
+    const SAVES: usize = 20;
+    let dir = std::env::temp_dir().join(format!("bitlogic-concurrent-saves-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("net.bitlogic");
+    // Networks of different sizes, so that a mix of two files or a truncated one cannot pass for a valid file.
+    let network = |writer: usize, save: usize| {
+        let seed = (writer * SAVES + save) as u64;
+        let widths = [8 + 4 * (seed as usize % 7), 6];
+        let net = random_network(10, &widths, 2, LayerKind::Gates, seed).unwrap();
+        net.with_info([("seed".to_string(), seed.to_string())].into())
+    };
+    network(0, 0).save(&path).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let loads = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut loads = 0;
+                    while !done.load(std::sync::atomic::Ordering::Acquire) {
+                        let net = Network::load(&path);
+                        if net.is_err() {
+                            done.store(true, std::sync::atomic::Ordering::Release);
+                        }
+                        let net = net.expect("every load reads a whole network file");
+                        let seed: usize = net.info()["seed"].parse().unwrap();
+                        assert_eq!(net, network(seed / SAVES, seed % SAVES), "a mixed file");
+                        loads += 1;
+                    }
+                    loads
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let path = &path;
+                scope.spawn(move || (0..SAVES).for_each(|s| network(w, s).save(path).unwrap()))
+            })
+            .collect();
+        // The readers are stopped before any failure is reported, so that a failing writer cannot leave them
+        // running forever.
+        let written: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let loads = readers.into_iter().map(|r| r.join().unwrap()).sum::<usize>();
+        written.into_iter().for_each(|w| w.unwrap());
+        loads
+    });
+    assert!(loads > 0);
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["net.bitlogic"], "temporary files left behind");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -15,7 +15,6 @@ mod write;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors};
@@ -176,35 +175,11 @@ impl Network {
         write::container(buffers.0, metadata)
     }
 
-    /// Writes the network file atomically: to a temporary file beside `path`, flushed to disk, then renamed over
-    /// `path`, so a crash never leaves a truncated network where a good one was.
+    /// Writes the network file atomically ([`crate::write_atomic`]): a crash, or another thread saving the same
+    /// path, never leaves a truncated or mixed network where a good one was.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        write_atomic(path.as_ref(), &self.to_bytes()?)
+        crate::atomic::write_atomic(path.as_ref(), &self.to_bytes()?)
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |what: &str, source| Error::Io { context: format!("cannot {what} {}", path.display()), source };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let file_name = path.file_name().ok_or_else(|| Error::Io {
-        context: format!("cannot write {}", path.display()),
-        source: std::io::ErrorKind::InvalidInput.into(),
-    })?;
-    let tmp = dir.join(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut file = fs::File::create(&tmp).map_err(|e| io("create a temporary file for", e))?;
-        file.write_all(bytes).map_err(|e| io("write", e))?;
-        file.sync_all().map_err(|e| io("flush", e))?;
-        fs::rename(&tmp, path).map_err(|e| io("replace", e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Parses the description; objects in it (`info` included) may not hold a key twice.

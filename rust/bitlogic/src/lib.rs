@@ -5,8 +5,8 @@
 //! The modules form a one-way chain; each depends only on those before it:
 //!
 //! 1. leaves: `error`, `limits` (size limits), [`ops`] (the op-code convention), `bits`, `rng`, `isa`
-//!    (instruction-set detection), `tensors` (typed tensor access for the file format) and `ir` (the compiler's
-//!    graph);
+//!    (instruction-set detection), `atomic` (the atomic file write), `tensors` (typed tensor access for the file
+//!    format) and `ir` (the compiler's graph);
 //! 2. `model`: the network data, the encoder, and one file per layer kind (`model/gates.rs`, `model/luts.rs`,
 //!    `model/binary.rs`) holding its validation, file tensors, lowering to the IR and statistics;
 //! 3. `format` (the network file container) and `compiler` (lowering driver, passes, cut mapping, program);
@@ -17,6 +17,7 @@
 
 #[cfg(test)]
 mod api_tests;
+mod atomic;
 mod bits;
 mod compiler;
 mod engine;
@@ -34,13 +35,14 @@ mod rng;
 mod simd;
 mod tensors;
 
+pub use atomic::write_atomic;
 pub use compiler::program::ProgramStats;
 pub use compiler::report::PassReport;
 pub use compiler::view::{BinaryStepView, ClassSumView, ProgramStep, ProgramView};
 pub use compiler::Optimization;
 pub use engine::EvalOptions;
 pub use error::{Error, Result};
-pub use format::{write_atomic, FORMAT_NAME, FORMAT_VERSION};
+pub use format::{FORMAT_NAME, FORMAT_VERSION};
 pub use input::{Input, Matrix, Packed};
 pub use isa::Isa;
 pub use limits::{MAX_ARITY, MAX_NODES, MAX_WIDTH};
