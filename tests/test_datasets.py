@@ -271,6 +271,46 @@ def test_download(server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.
     assert_matches(datasets.load(name, root=root, download=False), contents)
 
 
+def test_download_is_saved_atomically_and_readable(
+    server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, served = server
+    contents = synthetic(seed=8)
+    monkeypatch.setitem(datasets._REMOTES, "mnist", datasets._Remote(url, _serve(served, contents)))
+    writes: list[tuple[str, int]] = []
+    real = datasets._native.write_atomic
+
+    def recording(path: str, data: bytes) -> None:
+        writes.append((path, len(data)))
+        real(path, data)
+
+    monkeypatch.setattr(datasets._native, "write_atomic", recording)
+    root = tmp_path / "root"
+    assert_matches(datasets.load("mnist", root=root), contents)
+    expected = [(str(root / "mnist" / f"{s}.gz"), (served / f"{s}.gz").stat().st_size) for s in FILES]
+    assert sorted(writes) == sorted(expected)  # one whole-file write each, through the engine's atomic writer
+    umask = os.umask(0)
+    os.umask(umask)
+    for stem in FILES:  # a cache readable like any download, not a private temporary file
+        assert (root / "mnist" / f"{stem}.gz").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_download_that_cannot_be_saved_names_the_file(
+    server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, served = server
+    monkeypatch.setitem(datasets._REMOTES, "mnist", datasets._Remote(url, _serve(served, synthetic())))
+
+    def full_disk(path: str, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(datasets._native, "write_atomic", full_disk)
+    with pytest.raises(DatasetError, match="cannot save .*No space left on device.*BITLOGIC_DATA") as info:
+        datasets.load("mnist", root=tmp_path)
+    assert str(tmp_path / "mnist" / f"{FILES[0]}.gz") in str(info.value)
+    assert list((tmp_path / "mnist").iterdir()) == []
+
+
 def test_download_fetches_only_missing_files(
     server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -383,7 +383,7 @@ def test_cli_errors_are_one_line_and_exit_2(
 
 @pytest.mark.parametrize("error", [*(getattr(bitlogic, name) for name in ERROR_NAMES), CliError, OSError])
 def test_cli_turns_every_bitlogic_error_into_one_line_and_exit_2(
-    error: type[Exception], trained: tuple[Path, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    error: type[Exception], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def fail(path: str) -> bitlogic.Network:
         raise error(f"what went wrong\nwith {path}")

@@ -20,7 +20,6 @@ import http.client
 import importlib
 import os
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -28,11 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
+from bitlogic import _native
 from bitlogic.errors import DatasetError
 
 __all__ = ["Dataset", "DatasetError", "load", "names"]
@@ -256,35 +256,29 @@ def _download(name: str, stem: str, directory: Path) -> None:
     )
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        # Same directory as the destination, so os.replace is an atomic rename on the same file system.
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{file_name}.", suffix=".part", dir=directory)
     except OSError as error:
         raise DatasetError(f"{name}: cannot write to {directory} ({error}); pass root= or set BITLOGIC_DATA") from error
-    tmp = Path(tmp_name)
+    # Held in memory (at most _MAX_DOWNLOAD_BYTES) until verified: nothing unverified ever reaches the directory.
+    data, digest = _fetch(url, file_name, help_text)
+    if digest != expected:
+        raise DatasetError(
+            f"{url}: SHA-256 {digest}, expected {expected}; the download is corrupt or the mirror changed and "
+            f"nothing was saved; {help_text}"
+        )
     try:
-        with os.fdopen(fd, "wb") as out:
-            digest = _fetch(url, out, file_name, help_text)
-            out.flush()
-            os.fsync(out.fileno())
-        if digest != expected:
-            raise DatasetError(
-                f"{url}: SHA-256 {digest}, expected {expected}; the download is corrupt or the mirror changed and "
-                f"nothing was saved; {help_text}"
-            )
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a data cache is meant to be readable like any download
-        os.replace(tmp, directory / file_name)
-    except OSError as error:  # local disk trouble; network errors arrive as DatasetError
-        tmp.unlink(missing_ok=True)
-        raise DatasetError(f"cannot save {directory / file_name}: {error}") from error
-    except BaseException:
-        # Never leave a partial or unverified file behind, whatever went wrong (including Ctrl-C).
-        tmp.unlink(missing_ok=True)
-        raise
+        # A temporary file of a name unique to this write, synced and renamed over the destination, the directory
+        # synced: readers, and other processes downloading the same file, see no file or the whole of it.
+        _native.write_atomic(os.fspath(directory / file_name), data)
+    except OSError as error:
+        raise DatasetError(
+            f"{name}: cannot save {directory / file_name} ({error}); pass root= or set BITLOGIC_DATA"
+        ) from error
 
 
-def _fetch(url: str, out: BinaryIO, file_name: str, help_text: str) -> str:
-    """Streams ``url`` into ``out``; returns the SHA-256 hex digest of the bytes received."""
+def _fetch(url: str, file_name: str, help_text: str) -> tuple[bytes, str]:
+    """The bytes of ``url`` and their SHA-256 hex digest."""
     digest = hashlib.sha256()
+    chunks: list[bytes] = []
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")
@@ -296,7 +290,7 @@ def _fetch(url: str, out: BinaryIO, file_name: str, help_text: str) -> str:
                     if received > _MAX_DOWNLOAD_BYTES:
                         raise DatasetError(f"{url} sent more than {_MAX_DOWNLOAD_BYTES} bytes; {help_text}")
                     digest.update(chunk)
-                    out.write(chunk)
+                    chunks.append(chunk)
                     if bar is not None:
                         bar.update(len(chunk))
             finally:
@@ -309,7 +303,7 @@ def _fetch(url: str, out: BinaryIO, file_name: str, help_text: str) -> str:
         else:
             reason = getattr(error, "reason", None) or error
         raise DatasetError(f"cannot download {url}: {reason}; {help_text}") from error
-    return digest.hexdigest()
+    return b"".join(chunks), digest.hexdigest()
 
 
 # -- scikit-learn datasets ------------------------------------------------------------------------------------------
