@@ -11,7 +11,11 @@ __all__ = [
     "FORMAT_VERSION",
     "FormatError",
     "InputError",
+    "MAX_ARITY",
+    "MAX_WIDTH",
+    "NUM_OPS",
     "Network",
+    "OP_TABLES",
     "__version__",
     "cuda_sources",
     "default_isa",
@@ -20,10 +24,19 @@ __all__ = [
     "gate_forward",
     "random_network",
     "supported_isas",
+    "write_atomic",
 ]
 
 __version__: str
 FORMAT_VERSION: str
+#: Largest LUT arity the engine supports.
+MAX_ARITY: int
+#: Largest width of a bit group (encoder output or layer): 2**31 - 1.
+MAX_WIDTH: int
+#: Number of two-input gate op codes (0..NUM_OPS-1).
+NUM_OPS: int
+#: ``OP_TABLES[op][2*a + b]`` (0 or 1) is the output of gate ``op`` for the inputs ``(a, b)``.
+OP_TABLES: tuple[tuple[int, int, int, int], ...]
 
 class BitlogicError(ValueError): ...
 class FormatError(BitlogicError): ...
@@ -101,3 +114,4 @@ def gate_backward_coef(
 ) -> npt.NDArray[np.float32]: ...
 
 def cuda_sources() -> dict[str, str]: ...
+def write_atomic(path: str, data: bytes) -> None: ...

@@ -725,6 +725,14 @@ fn default_isa() -> PyResult<&'static str> {
     Isa::default_for_machine().map(Isa::name).map_err(to_py)
 }
 
+/// Writes `data` to `path` atomically (the core's one atomic write, with the GIL released): through a temporary
+/// file of a name unique to this write, synced, renamed over `path`, and the directory synced, so `path` is always
+/// either its old content or all of `data`, even with other threads or processes writing it at once.
+#[pyfunction]
+fn write_atomic(py: Python<'_>, path: PathBuf, data: &[u8]) -> PyResult<()> {
+    py.allow_threads(|| bitlogic::write_atomic(&path, data)).map_err(to_py)
+}
+
 /// The CUDA kernel sources shipped with the extension, by file name.
 #[pyfunction]
 fn cuda_sources() -> BTreeMap<&'static str, &'static str> {
@@ -736,6 +744,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FORMAT_VERSION", bitlogic::FORMAT_VERSION)?;
+    // The core's limits and op-code convention, read by the Python and GPU code instead of restated there.
+    m.add("MAX_ARITY", bitlogic::MAX_ARITY)?;
+    m.add("MAX_WIDTH", bitlogic::MAX_WIDTH)?;
+    m.add("NUM_OPS", bitlogic::ops::NUM_OPS)?;
+    let op_tables = bitlogic::ops::OP_TABLES.iter().map(|t| PyTuple::new(py, t)).collect::<PyResult<Vec<_>>>()?;
+    m.add("OP_TABLES", PyTuple::new(py, op_tables)?)?;
     m.add("BitlogicError", py.get_type::<BitlogicError>())?;
     m.add("FormatError", py.get_type::<FormatError>())?;
     m.add("InputError", py.get_type::<InputError>())?;
@@ -747,5 +761,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gate_forward, m)?)?;
     m.add_function(wrap_pyfunction!(gate_backward, m)?)?;
     m.add_function(wrap_pyfunction!(gate_backward_coef, m)?)?;
+    m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
     Ok(())
 }

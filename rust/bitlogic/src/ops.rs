@@ -33,6 +33,24 @@ pub fn apply(op: u8, a: bool, b: bool) -> bool {
     (op >> (3 - (2 * a as u8 + b as u8))) & 1 == 1
 }
 
+/// The truth table of gate `op`: entry `2a + b` (0 or 1) is the output for the inputs `(a, b)`, that is the outputs
+/// for (0,0), (0,1), (1,0), (1,1) in turn, the op code's bits from the most significant down.
+pub const fn truth_table(op: u8) -> [u8; 4] {
+    [(op >> 3) & 1, (op >> 2) & 1, (op >> 1) & 1, op & 1]
+}
+
+/// [`truth_table`] of every op code: `OP_TABLES[op][2a + b]` is the output of gate `op` for `(a, b)`. The bindings
+/// export it, so that every implementation reads the convention from here.
+pub const OP_TABLES: [[u8; 4]; NUM_OPS as usize] = {
+    let mut tables = [[0u8; 4]; NUM_OPS as usize];
+    let mut op = 0;
+    while op < NUM_OPS as usize {
+        tables[op] = truth_table(op as u8);
+        op += 1;
+    }
+    tables
+};
+
 /// Algebraic-normal-form masks `[c0, c1, c2, c3]` of op `op`, each all-zeros or all-ones, such that the gate on
 /// bit-sliced words is `c0 ^ (c1 & a) ^ (c2 & b) ^ (c3 & a & b)`.
 pub const fn anf_masks(op: u8) -> [u64; 4] {
@@ -86,6 +104,7 @@ mod tests {
         for (op, f) in named.iter().enumerate() {
             for (a, b) in [(false, false), (false, true), (true, false), (true, true)] {
                 assert_eq!(apply(op as u8, a, b), f(a, b), "op {op} ({}) at ({a}, {b})", OP_NAMES[op]);
+                assert_eq!(OP_TABLES[op][2 * a as usize + b as usize] == 1, f(a, b), "table of op {op}");
                 let [c0, c1, c2, c3] = ANF[op];
                 let (wa, wb) = (if a { u64::MAX } else { 0 }, if b { u64::MAX } else { 0 });
                 let word = c0 ^ (c1 & wa) ^ (c2 & wb) ^ (c3 & wa & wb);
