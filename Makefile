@@ -67,7 +67,7 @@ test-kernels-asan: build
 		tests/test_cuda_binary.py tests/test_cuda_inference.py tests/test_cuda_launch.py tests/test_cuda_emulator.py
 
 # The fast loop: everything here also runs in make test.
-CHECK_PYTEST := tests/test_api.py tests/test_format.py tests/test_reference.py tests/test_engine_vs_reference.py \
+CHECK_PYTEST := tests/test_api.py tests/test_format.py tests/test_golden.py tests/test_reference.py tests/test_engine_vs_reference.py \
 	tests/test_nn_export.py
 check: lint lint-imports
 	cargo test -p bitlogic --profile test-release --locked
