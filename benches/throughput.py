@@ -162,8 +162,8 @@ def measure(label: str, model: nn.Module, x: np.ndarray, args: argparse.Namespac
     start = time.perf_counter()
     net.prepare()
     prepare_seconds = time.perf_counter() - start
-    stats = net.stats()
-    before, after = stats["before"], stats["after"]
+    optimization = net.optimization()
+    before, after = optimization["before"], optimization["after"]
     print(f"\n## {label}: {net}")
     print(f"export {export_seconds:.2f} s, optimizing passes {prepare_seconds:.3f} s: {before['ops']:,} operations -> "
           f"{after['ops']:,}, {before['slots']:,} slots -> {after['slots']:,}, binary rows {before['binary_rows']:,} "
@@ -221,7 +221,7 @@ def load_and_optimize(workdir: Path) -> None:
     loaded = time.perf_counter() - start
     net.prepare()
     total = time.perf_counter() - start
-    after = net.stats()["after"]
+    after = net.optimization()["after"]
     print(f"\n## 1 M gates: load {loaded:.2f} s, load + optimizing passes {total:.2f} s "
           f"({after['ops']:,} operations remain)")
 
