@@ -13,6 +13,7 @@ from torch import nn
 
 import bitlogic
 import bitlogic.reference
+from bitlogic import _native
 from bitlogic.export import ExportError
 from bitlogic.nn import (
     GATE_COEFFICIENTS,
@@ -25,8 +26,8 @@ from bitlogic.nn import (
     Thermometer,
 )
 from bitlogic.nn._export import LayerPart
-from bitlogic.nn.logic import op_truth_table
-from bitlogic.nn.lut import efd_gradients, efd_matrix
+from bitlogic.nn.logic import NUM_OPS, op_truth_table
+from bitlogic.nn.lut import MAX_ARITY, efd_gradients, efd_matrix
 
 FEATURES = 12
 
@@ -204,6 +205,30 @@ def test_gate_coefficients_match_the_engine_truth_tables() -> None:
         c0, c1, c2, c3 = GATE_COEFFICIENTS[op].tolist()
         for a, b in itertools.product((0, 1), repeat=2):
             assert c0 + c1 * a + c2 * b + c3 * a * b == f(a, b), (op, a, b)
+
+
+def test_op_codes_and_limits_are_the_cores() -> None:
+    # One convention for all 16 op codes: the core's OP_TABLES (FORMAT.md: the output for (a, b) is bit 3 - (2a + b)
+    # of the op code), the torch coefficients, the numpy reference and the engine all agree.
+    assert (NUM_OPS, MAX_ARITY) == (_native.NUM_OPS, _native.MAX_ARITY) == (16, 8)
+    assert len(_native.OP_TABLES) == NUM_OPS
+    corners = list(itertools.product((0, 1), repeat=2))
+    bits = np.array(corners, dtype=bool)  # the four (a, b) rows
+    layer = bitlogic.GateLayer(inputs=[[0, 1]] * NUM_OPS, ops=list(range(NUM_OPS)))
+    reference = bitlogic.reference.layer_outputs(layer, bits)  # [4, 16]
+    net = bitlogic.Network.from_arrays(bitlogic.BitsEncoder(2), [layer], num_classes=NUM_OPS)
+    engine = net.scores(bits)  # one gate per class: its score is the gate's output bit
+    for op in range(NUM_OPS):
+        table = _native.OP_TABLES[op]
+        assert table == op_truth_table(op) == tuple((op >> (3 - i)) & 1 for i in range(4)), op
+        c0, c1, c2, c3 = GATE_COEFFICIENTS[op].tolist()
+        for row, (a, b) in enumerate(corners):
+            assert c0 + c1 * a + c2 * b + c3 * a * b == table[2 * a + b], (op, a, b)
+            assert reference[row, op] == engine[row, op] == table[2 * a + b], (op, a, b)
+    with pytest.raises(ValueError, match="op code"):
+        op_truth_table(NUM_OPS)
+    with pytest.raises(ValueError, match=f"1..{MAX_ARITY}"):
+        LUTLayer(4, 4, n=MAX_ARITY + 1)
 
 
 def test_residual_init_starts_as_pass_through() -> None:

@@ -8,7 +8,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bitlogic import _native
+# Names imported from bitlogic._native itself: the import-layer check reads `from bitlogic import _native` (the
+# compiled module has no source) as an import of the package, which imports everything above this module.
+from bitlogic._native import Network as _NativeNetwork
+from bitlogic._native import random_network as _random_network
+from bitlogic._native import supported_isas as _supported_isas
 from bitlogic.errors import InputError
 from bitlogic.spec import Encoder, Layer, encoder_from_parts, encoder_parts, layer_from_parts, layer_parts
 
@@ -25,8 +29,8 @@ class Network:
 
     __slots__ = ("_net",)
 
-    def __init__(self, native: _native.Network) -> None:
-        if not isinstance(native, _native.Network):
+    def __init__(self, native: _NativeNetwork) -> None:
+        if not isinstance(native, _NativeNetwork):
             raise TypeError("use bitlogic.load, Network.from_arrays or bitlogic.random_network to make a Network")
         self._net = native
 
@@ -56,13 +60,13 @@ class Network:
         parts = [layer_parts(layer) for layer in layers]
         num_input_bits, thresholds, bit_order = encoder_parts(encoder)
         info_dict = dict(info) if info is not None else None
-        native = _native.Network.from_parts(num_input_bits, thresholds, bit_order, parts, num_classes, tau, info_dict)
+        native = _NativeNetwork.from_parts(num_input_bits, thresholds, bit_order, parts, num_classes, tau, info_dict)
         return cls(native)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Network:
         """Parses the bytes of a network file."""
-        return cls(_native.Network.from_bytes(data))
+        return cls(_NativeNetwork.from_bytes(data))
 
     # -- evaluation ---------------------------------------------------------------------------------------------
 
@@ -209,7 +213,7 @@ def load(path: PathLike) -> Network:
 
     The engine compiles the network (its optimizing passes) on the first evaluation, or when
     :meth:`Network.prepare` is called."""
-    return Network(_native.Network.load(os.fspath(path)))
+    return Network(_NativeNetwork.load(os.fspath(path)))
 
 
 def pack_bits(bits: Any) -> np.ndarray:
@@ -240,9 +244,9 @@ def random_network(
 ) -> Network:
     """A random network over ``num_inputs`` input bits with one layer of ``kind`` per width (``n``-input tables for
     ``kind="luts"``); the same seed gives the same network everywhere. For tests and benchmarks."""
-    return Network(_native.random_network(num_inputs, list(widths), num_classes, kind, n, seed))
+    return Network(_random_network(num_inputs, list(widths), num_classes, kind, n, seed))
 
 
 def supported_isas() -> list[str]:
     """Instruction-set paths this CPU supports, slowest first (``BITLOGIC_ISA`` forces one)."""
-    return _native.supported_isas()
+    return _supported_isas()

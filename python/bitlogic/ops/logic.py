@@ -24,20 +24,23 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from bitlogic._native import gate_backward, gate_backward_coef, gate_forward
+# The op-code convention is the core's (NUM_OPS two-input functions, OP_TABLES their truth tables), read here so
+# that training, the engine and the file format cannot disagree on what an op code means.
+from bitlogic._native import NUM_OPS, OP_TABLES, gate_backward, gate_backward_coef, gate_forward
 from bitlogic.gpu import logic as kernels
 from bitlogic.gpu import use_kernels
 from bitlogic.gpu._kernels import Backend, backend_for
 
-#: Two-input boolean functions; op code ``op`` is the gate whose truth table is its four bits (see op_truth_table).
-NUM_OPS = 16
 #: Op code of the pass-through gate ``A`` (difflogic's order), the target of residual initialization.
 PASS_A = 3
 
 
 def op_truth_table(op: int) -> tuple[int, int, int, int]:
-    """Outputs of gate ``op`` for (a, b) = (0,0), (0,1), (1,0), (1,1): its op-code bits, most significant first."""
-    return ((op >> 3) & 1, (op >> 2) & 1, (op >> 1) & 1, op & 1)
+    """Outputs of gate ``op`` for (a, b) = (0,0), (0,1), (1,0), (1,1): the core's ``OP_TABLES[op]``, which are the
+    op code's bits, most significant first (docs/FORMAT.md)."""
+    if not 0 <= op < NUM_OPS:
+        raise ValueError(f"op code must be in 0..{NUM_OPS - 1}, got {op}")
+    return OP_TABLES[op]
 
 
 def corner_coefficients(p: Tensor) -> Tensor:

@@ -23,12 +23,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bitlogic._native import MAX_ARITY  # inputs per table the network format allows, defined by the core
 from bitlogic.gpu import lut as kernels
 from bitlogic.gpu import use_kernels
 from bitlogic.gpu._kernels import Backend, backend_for
-
-#: Inputs per table allowed by the network format.
-MAX_ARITY = 8
 
 
 def efd_matrix(n: int, alpha: float, beta: float) -> Tensor:
