@@ -301,6 +301,44 @@ def test_scores_from_threads_on_a_threshold_network(tnet: bitlogic.Network) -> N
         np.testing.assert_array_equal(got, expected)
 
 
+def test_one_path_saved_from_eight_threads_always_reads_whole(tmp_path: Path) -> None:
+    # Network.save is the core's atomic write: a temporary name unique per write, so writers never share one, and
+    # a reader (here two, loading all the time) sees one whole network, never a torn or mixed file.
+    kinds = ("gates", "luts", "binary")
+    nets = [bitlogic.random_network(20 + i, [30 + 7 * i, 12], 3, kind=kinds[i % 3], n=2 + i % 5, seed=i)
+            for i in range(8 * 10)]  # fmt: skip
+    written = [net.to_bytes() for net in nets]
+    assert len(set(written)) == len(written)
+    path = tmp_path / "net.bitlogic"
+    nets[0].save(path)
+    start = threading.Barrier(8 + 2)
+    done = threading.Event()
+
+    def writer(i: int) -> None:
+        start.wait()
+        for j in range(10):
+            nets[i * 10 + j].save(path)
+
+    def reader() -> int:
+        start.wait()
+        loads = 0
+        while not done.is_set() or loads == 0:
+            assert bitlogic.load(path).to_bytes() in written
+            loads += 1
+        return loads
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        readers = [pool.submit(reader) for _ in range(2)]
+        writers = [pool.submit(writer, i) for i in range(8)]
+        for w in writers:
+            w.result()
+        done.set()
+        assert all(r.result() > 0 for r in readers)
+    last = bitlogic.load(path)
+    assert any(last == net for net in nets)
+    assert [p.name for p in tmp_path.iterdir()] == ["net.bitlogic"]  # no temporary file left behind
+
+
 # -- introspection ----------------------------------------------------------------------------------------------------
 
 

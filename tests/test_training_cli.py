@@ -5,12 +5,14 @@ Everything runs on scikit-learn's bundled "digits" set with small models, so the
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 from collections.abc import Iterator
@@ -175,6 +177,43 @@ def test_checkpoint_is_written_atomically_every_epoch(
         real_save({"x": 1}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]
+
+
+def test_checkpoint_saved_from_eight_threads_always_reads_whole(tmp_path: Path) -> None:
+    # Checkpoints go through the core's atomic write: concurrent savers of one path (and a folder not yet made)
+    # leave one whole checkpoint, and a reader meanwhile always gets a whole one.
+    path = tmp_path / "new" / "run.ckpt"
+    payloads = [{"writer": i, "weights": torch.full((1000 + 100 * i,), float(i))} for i in range(8)]
+    training._atomic_save(payloads[0], path)
+    start = threading.Barrier(8 + 1)
+    done = threading.Event()
+
+    def writer(i: int) -> None:
+        start.wait()
+        for _ in range(10):
+            training._atomic_save(payloads[i], path)
+
+    def check(data: dict[str, Any]) -> None:
+        i = data["writer"]
+        assert torch.equal(data["weights"], payloads[i]["weights"])
+
+    def reader() -> int:
+        start.wait()
+        loads = 0
+        while not done.is_set() or loads == 0:
+            check(torch.load(path, weights_only=True))
+            loads += 1
+        return loads
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=9) as pool:
+        read = pool.submit(reader)
+        writers = [pool.submit(writer, i) for i in range(8)]
+        for w in writers:
+            w.result()
+        done.set()
+        assert read.result() > 0
+    check(torch.load(path, weights_only=True))
+    assert [p.name for p in path.parent.iterdir()] == ["run.ckpt"]
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,10 @@
 
 An image is stored under the SHA-256 of everything that determines it: the source and header texts, the compile
 options, the NVRTC version and the target architecture, so a changed kernel, a new NVRTC or another GPU never reads a
-stale file. Files are written to a temporary name and renamed, so concurrent processes and interrupted writes leave
-either no file or a whole one. The folder is ``BITLOGIC_CACHE_DIR``, else ``$XDG_CACHE_HOME/bitlogic/kernels``, else
-``~/.cache/bitlogic/kernels``; a cache that cannot be written only costs a recompile.
+stale file. Files are written by the core's atomic write (a unique temporary name, synced, renamed), so concurrent
+writers and interrupted writes leave either no file or a whole one. The folder is ``BITLOGIC_CACHE_DIR``, else
+``$XDG_CACHE_HOME/bitlogic/kernels``, else ``~/.cache/bitlogic/kernels``; a cache that cannot be written only costs a
+recompile.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from bitlogic._native import write_atomic
 
 
 def folder() -> Path:
@@ -51,14 +53,7 @@ def write(name: str, digest: str, target: str, image: bytes) -> None:
     path = _path(name, digest, target)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(image)
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        write_atomic(os.fspath(path), image)
     except OSError as error:
         warnings.warn(f"bitlogic: could not cache a compiled kernel in {path.parent}: {error}", RuntimeWarning,
                       stacklevel=3)

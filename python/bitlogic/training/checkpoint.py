@@ -7,10 +7,8 @@ scheduler states) that ``torch.load(weights_only=True)`` reads back.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bitlogic._native import write_atomic
 from bitlogic.errors import CheckpointError
 
 #: Value of the ``format`` key of every checkpoint.
@@ -44,26 +43,10 @@ class State:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """``data`` to a temporary file beside ``path``, fsync, rename over ``path``, fsync the folder."""
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable where the platform allows it
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """``data`` to ``path`` through the core's atomic write (a temporary name unique per process and write, the file
+    synced, renamed over ``path``, the folder synced), after making the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(os.fspath(path), data)
 
 
 def atomic_save(obj: Any, path: Path) -> None:
