@@ -97,7 +97,7 @@ class _Hyper(NamedTuple):
 
 def run(args: argparse.Namespace) -> int:
     torch = _import_torch()
-    from bitlogic import presets
+    from bitlogic import presets, training
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     preset = presets.get(settings.preset)
     dataset = load_dataset(settings.dataset, settings.data_dir)
     hyper = settings.hyper(preset)
-    device = _device(args.device)
+    device = training.resolve_device(args.device)  # --device cuda without a GPU: a CudaError, reported by main
     torch.manual_seed(settings.seed)
     model = preset.build(dataset.x_train, dataset.num_classes)
     print(
@@ -210,15 +210,6 @@ def _check_unchanged(args: argparse.Namespace, checkpoint: Path, extra: dict[str
     ):
         if given is not None and given != config.get(key):
             raise CliError(f"{checkpoint} was made with {flag} {config.get(key)}; a resumed run keeps it")
-
-
-def _device(name: str) -> torch.device:
-    from bitlogic import training
-
-    try:
-        return training.resolve_device(name)
-    except ValueError as error:  # --device cuda without a GPU: a usage error like any other here
-        raise CliError(str(error)) from None
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bitlogic.errors import CudaError, InputError
+
 
 class TrainingData(Protocol):
     """What :func:`bitlogic.training.train` reads from a dataset (``bitlogic.datasets.Dataset`` has it)."""
@@ -24,7 +26,8 @@ class TrainingData(Protocol):
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` is CUDA when available, else the CPU; ``"cuda"`` without a GPU is a ValueError."""
+    """``"auto"`` is CUDA when available, else the CPU. A name torch does not know is an :class:`InputError`; a CUDA
+    device without a usable GPU is a :class:`CudaError` (both are :class:`bitlogic.BitlogicError`)."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
@@ -32,9 +35,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as error:
-        raise ValueError(f"unknown device {device!r}: {error}") from None
+        raise InputError(f"unknown device {device!r}: {error}") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available (use --device cpu or auto)")
+        raise CudaError(f"device {device!r} requested but torch finds no CUDA GPU (use device 'cpu', or 'auto' to "
+                        "take a GPU only when there is one)")
     return resolved
 
 
