@@ -339,6 +339,41 @@ def test_one_path_saved_from_eight_threads_always_reads_whole(tmp_path: Path) ->
     assert [p.name for p in tmp_path.iterdir()] == ["net.bitlogic"]  # no temporary file left behind
 
 
+def _run_program(program: dict[str, Any], encoded: np.ndarray) -> np.ndarray:
+    # Network.program's documented meaning, evaluated one sample per row with numpy bools.
+    n = encoded.shape[0]
+    slots = np.zeros((program["num_slots"], n), dtype=bool)
+    slots[: len(program["input_bits"])] = encoded[:, program["input_bits"]].T
+    slots[program["true_slot"]] = True
+    for step in program["steps"]:
+        if step["kind"] == "ops":
+            for a, b, c, out in program["ops"][step["start"] : step["end"]]:
+                assert program["imms"][step["start"]] == step["imm"]
+                index = slots[a].astype(int) + 2 * slots[b] + 4 * slots[c]
+                slots[out] = (step["imm"] >> index) & 1
+        else:
+            columns = np.arange(len(step["inputs"]))
+            weights = (step["weights"][:, columns // 64] >> (columns % 64).astype(np.uint64)) & 1  # [rows, inputs]
+            matches = (slots[step["inputs"]][None, :, :] == weights[:, :, None].astype(bool)).sum(1)
+            slots[step["outputs"]] = matches >= step["thresholds"][:, None]
+    return np.stack([slots[c["slots"]].sum(0) + (~slots[c["inverted"]]).sum(0) + c["ones"]
+                     for c in program["classes"]], axis=1)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["gates", "luts", "binary"])
+def test_program_is_what_the_engine_evaluates(kind: str) -> None:
+    net = bitlogic.random_network(24, [40, 30, 12], 3, kind=kind, n=4, seed=5)  # type: ignore[arg-type]
+    bits = np.random.default_rng(5).integers(0, 2, size=(100, 24)).astype(bool)
+    expected = net.scores(bits)
+    for optimize in (True, False):
+        program = net.program(optimize)
+        assert program["ops"].dtype == np.uint32 and program["ops"].shape[1] == 4
+        assert program["false_slot"] == len(program["input_bits"]) and program["true_slot"] == program["false_slot"] + 1
+        np.testing.assert_array_equal(_run_program(program, bits), expected)
+    if kind != "binary":
+        assert len(net.program(True)["imms"]) < len(net.program(False)["imms"])
+
+
 # -- introspection ----------------------------------------------------------------------------------------------------
 
 

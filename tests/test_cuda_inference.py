@@ -318,7 +318,7 @@ def test_operations_run_in_program_order_over_reused_slots(emulator: Emulator) -
     # operations between binary steps, each thread running the stretch for its word.
     net = Network.from_arrays(BitsEncoder(50), _mixed_layers(50, seed=4), 3)
     gnet = _on(net, emulator)
-    program = net._net.program(True)
+    program = net.program(True)
     assert gnet.num_slots < net.num_input_bits + 2 + gnet.num_ops  # slots are reused
     x = _random_bits(65, 50, seed=5)
     start = len(emulator.launches)
@@ -339,7 +339,7 @@ def test_class_outputs_inverted_or_constant(emulator: Emulator, ops: list[int]) 
     # After the passes a class may count slots read inverted, bits known to be 1, or nothing but constants (no
     # operation and no slot at all).
     net = Network.from_arrays(BitsEncoder(3), [GateLayer(np.array([[0, 1]] * len(ops)), np.array(ops))], 2)
-    classes = net._net.program(True)["classes"]
+    classes = net.program(True)["classes"]
     assert any(c["ones"] for c in classes)
     assert any(len(c["inverted"]) for c in classes) == (ops[2] == 12)
     x = torch.tensor([[(a >> j) & 1 for j in range(3)] for a in range(8)], dtype=torch.bool)
@@ -350,7 +350,7 @@ def test_class_outputs_inverted_or_constant(emulator: Emulator, ops: list[int]) 
 def test_the_program_view() -> None:
     net = bitlogic.random_network(12, [30, 20], 2, kind="luts", n=4, seed=5)
     for optimize in (True, False):
-        program = net._net.program(optimize)
+        program = net.program(optimize)
         ops, imms = program["ops"], program["imms"]
         assert ops.dtype == np.uint32 and ops.shape == (imms.shape[0], 4) and imms.dtype == np.uint8
         assert program["input_bits"].dtype == np.uint32 and np.all(program["input_bits"] < net.num_input_bits)
@@ -358,7 +358,7 @@ def test_the_program_view() -> None:
         covered = [i for step in program["steps"] if step["kind"] == "ops" for i in range(step["start"], step["end"])]
         assert covered == list(range(imms.shape[0]))  # every operation in one step, in order
         assert len(program["classes"]) == net.num_classes
-    assert net._net.program(True)["imms"].shape[0] < net._net.program(False)["imms"].shape[0]
+    assert net.program(True)["imms"].shape[0] < net.program(False)["imms"].shape[0]
 
 
 # -- errors ----------------------------------------------------------------------------------------------------------

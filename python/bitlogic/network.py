@@ -178,6 +178,35 @@ class Network:
         optimization: dict[str, Any] = self._net.optimization()
         return optimization
 
+    def program(self, optimize: bool = True) -> dict[str, Any]:
+        """The compiled program the engine evaluates (``optimize=False``: every gate and table as written), for back
+        ends that run it elsewhere, such as :class:`bitlogic.gpu.GpuNetwork`; compiled here if not yet, then kept.
+
+        A program works on numbered bit-plane *slots* (one bit per sample), ``0..num_slots``:
+
+        - ``input_bits``, uint32 ``[I]``: slot ``i < I`` holds bit ``input_bits[i]`` of the encoder's output;
+        - ``false_slot`` (``I``) and ``true_slot`` (``I + 1``) hold FALSE and TRUE for the whole run;
+        - ``num_slots``: every slot index is below it. The other slots are working memory, written by one step and
+          read by later ones, and **reused** once their last reader has run, so the steps must run in order;
+        - ``ops``, uint32 ``[M, 4]``: every three-input operation ``[a, b, c, out]``, in the order they run; it
+          writes to slot ``out`` bit ``x + 2y + 4z`` of its truth table, where ``x``, ``y``, ``z`` are the bits in
+          slots ``a``, ``b``, ``c`` (read before ``out`` is written, which may be one of them);
+        - ``imms``, uint8 ``[M]``: each operation's truth table;
+        - ``steps``, in the order they run, each a dict: ``kind="ops"`` with ``imm`` (the truth table of the run) and
+          ``start``, ``end`` (the run is ``ops[start:end]``), or ``kind="binary"`` (an XNOR-popcount layer) with
+          ``inputs`` uint32 (input slots, in weight order), ``weights`` uint64 ``[outputs, ceil(inputs / 64)]``
+          (weight ``j`` of a row is bit ``j % 64`` of word ``j // 64``), ``thresholds`` int32 and ``outputs``
+          uint32 (row ``r`` writes 1 to slot ``outputs[r]`` when at least ``thresholds[r]`` inputs equal their
+          weight bit);
+        - ``classes``, one dict per class: the score of class ``k`` is the number of ones among the slots
+          ``classes[k]["slots"]``, plus the number of zeros among ``classes[k]["inverted"]``, plus
+          ``classes[k]["ones"]``; ``slots`` and ``inverted`` are uint32.
+
+        The Rust core's ``ProgramView`` documents the same program. A network too large for the engine's compiler
+        raises :class:`bitlogic.InputError`."""
+        program: dict[str, Any] = self._net.program(optimize)
+        return program
+
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         # Pickles (multiprocessing, copy.deepcopy) carry the network file's bytes.
         return (Network.from_bytes, (self.to_bytes(),))

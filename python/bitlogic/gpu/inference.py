@@ -13,8 +13,8 @@ CPU engine (``Network.scores`` / ``Network.predict``) and with :mod:`bitlogic.re
 the same array, the error is the CPU engine's own (it checks a stand-in array of the same shape, or the rows up to
 the first bad value).
 
-The program is the engine's compiled form, read through ``bitlogic._native.Network.program`` (its slots and steps
-are documented at the Rust ``ProgramView``): gates, lookup tables and binary layers lowered to three-input
+The program is the engine's compiled form, read through :meth:`bitlogic.Network.program` (which documents its slots
+and steps, as the Rust ``ProgramView`` does): gates, lookup tables and binary layers lowered to three-input
 operations ``out = f(a, b, c)`` on numbered bit-plane slots and binary (XNOR-popcount) steps, through the passes that
 fold constants, merge duplicates, absorb inverters and fuse small cones into one operation, followed by one sum per
 class over slots, inverted slots and bits known to be 1. ``optimize=False`` uploads the program of the network as
@@ -154,7 +154,7 @@ class GpuNetwork:
                 host = host.view(np.int32)
             return torch.from_numpy(host).to(device=place, dtype=dtype).contiguous()
 
-        program = net._net.program(optimize)  # the native network's view of the program it evaluates
+        program = net.program(optimize)
         self.num_slots: int = int(program["num_slots"])
         #: Three-input operations of the uploaded program.
         self.num_ops: int = int(program["imms"].shape[0])
