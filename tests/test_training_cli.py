@@ -433,6 +433,25 @@ def test_cli_turns_every_bitlogic_error_into_one_line_and_exit_2(
     assert err == "bitlogic: error: what went wrong with net.bitlogic\n"
 
 
+def test_a_cuda_device_without_a_gpu_is_a_cuda_error(
+    digits: datasets.Dataset, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(bitlogic.CudaError, match=f"device '{name}' requested but torch finds no CUDA GPU"):
+            training.resolve_device(name)
+    assert issubclass(bitlogic.CudaError, bitlogic.BitlogicError) and issubclass(bitlogic.CudaError, RuntimeError)
+    assert training.resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(bitlogic.InputError, match="unknown device 'gpu0'"):
+        training.resolve_device("gpu0")
+    with pytest.raises(bitlogic.CudaError):
+        fit(tiny(digits), digits, device="cuda")
+    code, out, err = run_cli(capsys, *[a if a != "cpu" else "cuda" for a in TRAIN])
+    assert code == 2
+    assert err == ("bitlogic: error: device 'cuda' requested but torch finds no CUDA GPU (use device 'cpu', or "
+                   "'auto' to take a GPU only when there is one)\n")
+
+
 def test_cli_leaves_a_bug_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(path: str) -> bitlogic.Network:
         raise ValueError("a bug, not a bitlogic error")
