@@ -183,6 +183,20 @@ def test_thermometer_thresholds_split_the_range_evenly() -> None:
     assert out.tolist() == [[[0, 0, 0], [0, 0, 0], [1, 0, 0], [1, 1, 1]]]
 
 
+def test_a_nan_feature_is_one_error_text_everywhere() -> None:
+    # The engine words it; errors.nan_feature restates it for the torch encoder and the numpy reference.
+    x = np.zeros((4, 3), dtype=np.float32)
+    x[3, 0] = x[2, 1] = np.nan
+    net = bitlogic.Network.from_arrays(bitlogic.ThresholdEncoder(np.zeros((3, 2))), [], num_classes=2)
+    texts = []
+    for evaluate in (net.scores, lambda v: bitlogic.reference.encode(net.encoder, v),
+                     lambda v: Thermometer(2)(torch.from_numpy(v))):  # fmt: skip
+        with pytest.raises(bitlogic.InputError) as caught:
+            evaluate(x)
+        texts.append(str(caught.value))
+    assert texts == ["invalid input: sample 2, feature 1 is NaN; expected a number"] * 3
+
+
 def test_softmax16_coefficients_are_the_mixture_of_the_16_gates() -> None:
     torch.manual_seed(0)
     layer = LogicLayer(5, 30)

@@ -45,7 +45,8 @@ class KernelCompileError(CudaError):
 
 def nan_feature(sample: int, feature: int) -> InputError:
     """The engine's error for a NaN feature (rust/bitlogic/src/input.rs), for the Python code that checks inputs the
-    same way (the torch encoders, the GPU back end): one text, whichever evaluates the network."""
+    same way without the engine (the torch encoders, the numpy reference): one text, whichever evaluates the network.
+    The GPU back end needs no copy: it has the engine check the rows up to the first NaN and raises its error."""
     return InputError(f"invalid input: sample {sample}, feature {feature} is NaN; expected a number")
 
 
