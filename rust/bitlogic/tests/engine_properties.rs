@@ -254,12 +254,14 @@ fn save_and_load_through_a_file() {
             order: BitOrder::ThresholdMajor,
             thresholds: vec![vec![0.5, f32::INFINITY], vec![f32::NEG_INFINITY, -0.0]],
         },
-        layers: vec![RefLayer::Gates(vec![
-            RefGate { a: 0, b: 1, op: 6 },
-            RefGate { a: 2, b: 3, op: 14 },
-            RefGate { a: 3, b: 0, op: 11 },
-            RefGate { a: 1, b: 1, op: 8 },
-        ])],
+        layers: vec![RefLayer::Gates(RefGates {
+            gates: vec![
+                RefGate { a: 0, b: 1, op: 6 },
+                RefGate { a: 2, b: 3, op: 14 },
+                RefGate { a: 3, b: 0, op: 11 },
+                RefGate { a: 1, b: 1, op: 8 },
+            ],
+        })],
         num_classes: 2,
         tau: 3.5,
         info: BTreeMap::from([("name".to_string(), "tiny".to_string())]),
@@ -295,19 +297,21 @@ fn tensor_order_in_the_data_buffer_does_not_matter() {
     let mut width = 12;
     for i in 0..12 {
         let layer = match i % 3 {
-            0 => RefLayer::Gates((0..8).map(|g| RefGate { a: g % width, b: (g + 1) % width, op: 6 }).collect()),
-            1 => RefLayer::Luts {
+            0 => RefLayer::Gates(RefGates {
+                gates: (0..8).map(|g| RefGate { a: g % width, b: (g + 1) % width, op: 6 }).collect(),
+            }),
+            1 => RefLayer::Luts(RefLuts {
                 arity: 2,
                 luts: (0..8)
                     .map(|l| RefLut { wires: vec![l % width, 0], entries: vec![false, true, true, false] })
                     .collect(),
-            },
-            _ => RefLayer::Binary {
+            }),
+            _ => RefLayer::Binary(RefBinary {
                 inputs: width,
                 neurons: (0..8)
                     .map(|o| RefNeuron { weights: (0..width).map(|j| j != o).collect(), threshold: 3 })
                     .collect(),
-            },
+            }),
         };
         width = layer.width();
         reference.layers.push(layer);
@@ -450,7 +454,7 @@ fn op_codes_follow_the_format_table() {
     let gates = (0..16).map(|op| RefGate { a: 0, b: 1, op }).collect();
     let reference = RefNet {
         encoder: RefEncoder::Bits(2),
-        layers: vec![RefLayer::Gates(gates)],
+        layers: vec![RefLayer::Gates(RefGates { gates })],
         num_classes: 16,
         tau: 1.0,
         info: BTreeMap::new(),
@@ -475,7 +479,7 @@ fn op_codes_follow_the_format_table() {
 fn thresholds_net() -> (RefNet, Network) {
     let reference = RefNet {
         encoder: RefEncoder::Thresholds { order: BitOrder::FeatureMajor, thresholds: vec![vec![0.0, 1.0]; 5] },
-        layers: vec![RefLayer::Gates((0..10).map(|g| RefGate { a: g, b: 9 - g, op: 6 }).collect())],
+        layers: vec![RefLayer::Gates(RefGates { gates: (0..10).map(|g| RefGate { a: g, b: 9 - g, op: 6 }).collect() })],
         num_classes: 2,
         tau: 1.0,
         info: BTreeMap::new(),

@@ -2,7 +2,7 @@
 
 use bitlogic::BitOrder;
 
-use super::{Batch, RefEncoder, RefLayer, RefNet};
+use super::{Batch, RefEncoder, RefNet};
 
 /// One input value of a sample, as the caller handed it over.
 #[derive(Clone, Copy, Debug)]
@@ -67,32 +67,7 @@ impl RefNet {
     pub fn forward(&self, group0: Vec<bool>) -> Vec<bool> {
         let mut x = group0;
         for layer in &self.layers {
-            x = match layer {
-                RefLayer::Gates(gates) => gates
-                    .iter()
-                    .map(|g| {
-                        let (a, b) = (x[g.a] as u8, x[g.b] as u8);
-                        (g.op >> (3 - (2 * a + b))) & 1 == 1
-                    })
-                    .collect(),
-                RefLayer::Luts { luts, .. } => luts
-                    .iter()
-                    .map(|l| {
-                        let address: usize = l.wires.iter().enumerate().map(|(j, &w)| (x[w] as usize) << j).sum();
-                        l.entries[address]
-                    })
-                    .collect(),
-                RefLayer::Binary { inputs, neurons } => {
-                    assert_eq!(x.len(), *inputs);
-                    neurons
-                        .iter()
-                        .map(|n| {
-                            let matches = x.iter().zip(&n.weights).filter(|(a, b)| a == b).count() as i64;
-                            matches >= i64::from(n.threshold)
-                        })
-                        .collect()
-                }
-            };
+            x = layer.model().forward(&x);
         }
         x
     }

@@ -2,6 +2,8 @@
 //!
 //! - [`refnet`]: [`RefNet`], a plain description of a network (every wire, op code, table entry and weight as its
 //!   own value), built into an engine network and read back through the public API only.
+//! - [`kinds`]: one file per layer kind, holding everything the support knows of that kind (its unpacked layer,
+//!   evaluation, strategy, tensors and engine conversion), and [`RefLayer`], the enum that joins them.
 //! - [`evaluate`]: a naive per-sample evaluator of a [`RefNet`] written from docs/FORMAT.md alone. It knows nothing
 //!   of bit slicing, packing into words or the engine's kernels.
 //! - [`batch`]: [`Batch`], an owned input batch that can be viewed in C order, F order or with padded strides.
@@ -17,6 +19,7 @@
 pub mod batch;
 pub mod evaluate;
 pub mod inputs;
+pub mod kinds;
 pub mod refnet;
 pub mod strategies;
 pub mod writer;
@@ -24,6 +27,7 @@ pub mod writer;
 pub use batch::*;
 pub use evaluate::*;
 pub use inputs::*;
+pub use kinds::*;
 pub use refnet::*;
 pub use strategies::*;
 pub use writer::*;

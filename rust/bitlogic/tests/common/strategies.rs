@@ -1,11 +1,12 @@
-//! proptest strategies for random valid networks of every kind.
+//! proptest strategies for random valid networks of every kind (each kind's layers come from its file in
+//! [`kinds`](super::kinds)).
 
 use std::collections::BTreeMap;
 
 use bitlogic::BitOrder;
 use proptest::prelude::*;
 
-use super::{RefEncoder, RefGate, RefLayer, RefLut, RefNet, RefNeuron};
+use super::{kind_strategy, layer_strategy, Kind, RefEncoder, RefLayer, RefNet};
 
 /// A threshold: mostly from a small set (so duplicates are common, and values that u8 inputs hit), sometimes an
 /// infinity, signed zero or a random value.
@@ -31,54 +32,6 @@ pub fn encoder_strategy() -> impl Strategy<Value = RefEncoder> {
                 .prop_map(move |thresholds| RefEncoder::Thresholds { order, thresholds })
         }),
     ]
-}
-
-/// The kind of a layer to generate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Gates,
-    Luts(usize),
-    Binary,
-}
-
-pub fn kind_strategy() -> impl Strategy<Value = Kind> {
-    prop_oneof![Just(Kind::Gates), (1usize..=8).prop_map(Kind::Luts), Just(Kind::Binary)]
-}
-
-/// A binary threshold around the interesting range `-2 ..= inputs + 2`, biased towards the middle.
-fn binary_threshold(inputs: usize) -> BoxedStrategy<i32> {
-    let n = inputs as i32;
-    prop_oneof![
-        3 => (n / 2 - 3)..=(n / 2 + 3),
-        1 => -2..=(n + 2),
-        1 => prop::sample::select(vec![i32::MIN, 0, n, n + 1, i32::MAX]),
-    ]
-    .boxed()
-}
-
-/// A layer of `kind` with `width` outputs reading `inputs` bits.
-pub fn layer_strategy(kind: Kind, inputs: usize, width: usize) -> BoxedStrategy<RefLayer> {
-    match kind {
-        Kind::Gates => {
-            prop::collection::vec((0..inputs, 0..inputs, 0u8..16).prop_map(|(a, b, op)| RefGate { a, b, op }), width)
-                .prop_map(RefLayer::Gates)
-                .boxed()
-        }
-        Kind::Luts(arity) => prop::collection::vec(
-            (prop::collection::vec(0..inputs, arity), prop::collection::vec(any::<bool>(), 1 << arity))
-                .prop_map(|(wires, entries)| RefLut { wires, entries }),
-            width,
-        )
-        .prop_map(move |luts| RefLayer::Luts { arity, luts })
-        .boxed(),
-        Kind::Binary => prop::collection::vec(
-            (prop::collection::vec(any::<bool>(), inputs), binary_threshold(inputs))
-                .prop_map(|(weights, threshold)| RefNeuron { weights, threshold }),
-            width,
-        )
-        .prop_map(move |neurons| RefLayer::Binary { inputs, neurons })
-        .boxed(),
-    }
 }
 
 /// A network with up to `max_layers` hidden layers whose kinds come from `kinds`; the last layer's width is a

@@ -4,7 +4,7 @@
 use bitlogic::BitOrder;
 use serde_json::{json, Value};
 
-use super::{RefEncoder, RefLayer, RefNet};
+use super::{RefEncoder, RefNet};
 
 /// One tensor of a container: name, dtype name, shape, little-endian data.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,7 +32,8 @@ pub fn pack_bytes(bits: &[bool]) -> Vec<u8> {
     out
 }
 
-fn le_u32(values: impl IntoIterator<Item = usize>) -> Vec<u8> {
+/// Values as little-endian `u32`s.
+pub fn le_u32(values: impl IntoIterator<Item = usize>) -> Vec<u8> {
     values.into_iter().flat_map(|v| (v as u32).to_le_bytes()).collect()
 }
 
@@ -55,32 +56,12 @@ impl RefNet {
         };
         let mut layers = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
-            let w = layer.width();
-            match layer {
-                RefLayer::Gates(gates) => {
-                    let wires = le_u32(gates.iter().flat_map(|g| [g.a, g.b]));
-                    tensors.push(RawTensor::new(format!("layers.{i}.inputs"), "U32", vec![w, 2], wires));
-                    let ops = gates.iter().map(|g| g.op).collect();
-                    tensors.push(RawTensor::new(format!("layers.{i}.ops"), "U8", vec![w], ops));
-                    layers.push(json!({"kind": "gates", "width": w, "sources": [i]}));
-                }
-                RefLayer::Luts { arity, luts } => {
-                    let wires = le_u32(luts.iter().flat_map(|l| l.wires.iter().copied()));
-                    tensors.push(RawTensor::new(format!("layers.{i}.inputs"), "U32", vec![w, *arity], wires));
-                    let row = (1usize << arity).div_ceil(8);
-                    let tables = luts.iter().flat_map(|l| pack_bytes(&l.entries)).collect();
-                    tensors.push(RawTensor::new(format!("layers.{i}.tables"), "U8", vec![w, row], tables));
-                    layers.push(json!({"kind": "luts", "width": w, "arity": arity, "sources": [i]}));
-                }
-                RefLayer::Binary { inputs, neurons } => {
-                    let weights = neurons.iter().flat_map(|n| pack_bytes(&n.weights)).collect();
-                    let row = inputs.div_ceil(8);
-                    tensors.push(RawTensor::new(format!("layers.{i}.weights"), "U8", vec![w, row], weights));
-                    let thresholds = neurons.iter().flat_map(|n| n.threshold.to_le_bytes()).collect();
-                    tensors.push(RawTensor::new(format!("layers.{i}.thresholds"), "I32", vec![w], thresholds));
-                    layers.push(json!({"kind": "binary", "width": w, "sources": [i]}));
-                }
-            }
+            let mut entry = serde_json::Map::new();
+            entry.insert("kind".into(), json!(layer.kind()));
+            entry.insert("width".into(), json!(layer.width()));
+            entry.extend(layer.model().write(&format!("layers.{i}"), &mut tensors));
+            entry.insert("sources".into(), json!([i]));
+            layers.push(Value::Object(entry));
         }
         let mut description = json!({
             "encoder": encoder,

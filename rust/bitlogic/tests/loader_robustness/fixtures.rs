@@ -31,19 +31,21 @@ pub(crate) fn template() -> RefNet {
             thresholds: vec![vec![0.0, 1.0], vec![-1.0, f32::INFINITY], vec![0.5, 0.5]],
         },
         layers: vec![
-            RefLayer::Gates((0..8).map(|g| RefGate { a: g % 6, b: (g + 1) % 6, op: g as u8 + 3 }).collect()),
-            RefLayer::Luts {
+            RefLayer::Gates(RefGates {
+                gates: (0..8).map(|g| RefGate { a: g % 6, b: (g + 1) % 6, op: g as u8 + 3 }).collect(),
+            }),
+            RefLayer::Luts(RefLuts {
                 arity: 2,
                 luts: (0..6)
                     .map(|l| RefLut { wires: vec![l, 7 - l], entries: vec![l % 2 == 0, true, false, l % 3 == 0] })
                     .collect(),
-            },
-            RefLayer::Binary {
+            }),
+            RefLayer::Binary(RefBinary {
                 inputs: 6,
                 neurons: (0..4)
                     .map(|o| RefNeuron { weights: (0..6).map(|j| (j + o) % 3 == 0).collect(), threshold: o + 1 })
                     .collect(),
-            },
+            }),
         ],
         num_classes: 2,
         tau: 2.0,

@@ -33,7 +33,7 @@ pub(crate) fn sample_net(strategy: impl Strategy<Value = RefNet>, seed: u64) -> 
 /// written by the engine and by the independent writer (whose tensor order differs).
 pub(crate) fn base_files() -> Vec<Vec<u8>> {
     let mut nets: Vec<RefNet> = Vec::new();
-    for (i, kind) in [Kind::Gates, Kind::Luts(2), Kind::Luts(5), Kind::Luts(8), Kind::Binary].into_iter().enumerate() {
+    for (i, kind) in Kind::examples().into_iter().enumerate() {
         nets.push(sample_net(network_strategy(Just(kind).boxed(), 2), 100 + i as u64));
     }
     for seed in 0..4 {
