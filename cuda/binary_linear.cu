@@ -1,4 +1,5 @@
-// BinaryLinear (python/bitlogic/nn/binary.py) as a bit-packed XNOR-popcount GEMM.
+// BinaryLinear as a bit-packed XNOR-popcount GEMM (the math and the choice of kernels: python/bitlogic/ops/binary.py;
+// the launches: python/bitlogic/gpu/binary.py).
 //
 // The layer computes y = sign(2x - 1) @ sign(W).T with sign(v) = +1 where v >= 0, else -1. With input bits
 // xb = (2x - 1 >= 0) and weight bits wb = (W >= 0), a product of two signs is +1 where the bits agree, so

@@ -1,4 +1,5 @@
-// LogicLayer: a layer of relaxed two-input gates out = c0 + c1*a + c2*b + c3*a*b (python/bitlogic/nn/_gates.py).
+// LogicLayer: a layer of relaxed two-input gates out = c0 + c1*a + c2*b + c3*a*b (the math and the choice of kernels:
+// python/bitlogic/ops/logic.py; the launches: python/bitlogic/gpu/logic.py).
 // Both parametrizations reduce a gate to its four coefficients before the batch is touched (autograd differentiates
 // that small step), so these kernels serve both. Coefficients and sums are float32 for float32 and bfloat16
 // activations, float64 for float64 ones (those serve torch.autograd.gradcheck). Activations are feature-major

@@ -1,7 +1,8 @@
-// LUTLayer: n-input lookup tables trained with the Extended Finite Difference (python/bitlogic/nn/lut.py). The
-// learnable mapping's selection stays in torch (its backward is two matrix products, cuBLAS's job); these kernels
-// take the selected inputs `selected` [batch, L*n] as torch produces them, sample-major: the n inputs of table l
-// of sample b are selected[b, l*n .. l*n + n), input j the bit j of the table's address.
+// LUTLayer: n-input lookup tables trained with the Extended Finite Difference (the math and the choice of kernels:
+// python/bitlogic/ops/lut.py; the launches: python/bitlogic/gpu/lut.py). The learnable mapping's selection stays in
+// torch (its backward is two matrix products, cuBLAS's job); these kernels take the selected inputs `selected`
+// [batch, L*n] as torch produces them, sample-major: the n inputs of table l of sample b are
+// selected[b, l*n .. l*n + n), input j the bit j of the table's address.
 //
 // Thread mapping: item i = b*L + l (table fastest) for the forward pass and the table gradient, element
 // i = b*L*n + l*n + j for the input gradient. In the forward pass a warp's 32 threads read the 32*n consecutive
