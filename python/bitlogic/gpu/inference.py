@@ -114,6 +114,20 @@ def _weight_words(weights: np.ndarray, inputs: int) -> np.ndarray:
     return np.ascontiguousarray(halves[:, : _row_words(inputs)]).view(np.int32)
 
 
+def _head(classes: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The head as the kernels read it: every class's member slots in turn, plain ones first, then the inverted ones,
+    uint32 ``[total]``; and per class ``(start, end of plain, end of inverted, ones)``, int32 ``[classes, 4]``."""
+    members: list[np.ndarray] = []
+    bounds = np.zeros((len(classes), 4), dtype=np.int32)
+    at = 0
+    for c, sums in enumerate(classes):
+        plain, inverted = np.asarray(sums["slots"]), np.asarray(sums["inverted"])
+        bounds[c] = (at, at + len(plain), at + len(plain) + len(inverted), int(sums["ones"]))
+        members += [plain, inverted]
+        at += len(plain) + len(inverted)
+    return np.concatenate(members or [np.zeros(0)]).astype(np.uint32), bounds
+
+
 class GpuNetwork:
     """A compiled network evaluated by the kernels of ``cuda/packed_inference.cu`` on ``device``.
 
@@ -171,16 +185,8 @@ class GpuNetwork:
             self._steps.append(_Binary(upload(inputs, torch.int32),
                                        upload(_weight_words(step["weights"], len(inputs)), torch.int32),
                                        upload(step["thresholds"], torch.int32), upload(step["outputs"], torch.int32)))
-        # The head: every class's members in turn, plain slots first, then the inverted ones.
-        members: list[np.ndarray] = []
-        bounds = np.zeros((len(program["classes"]), 4), dtype=np.int32)
-        at = 0
-        for c, sums in enumerate(program["classes"]):
-            plain, inverted = np.asarray(sums["slots"]), np.asarray(sums["inverted"])
-            bounds[c] = (at, at + len(plain), at + len(plain) + len(inverted), int(sums["ones"]))
-            members += [plain, inverted]
-            at += len(plain) + len(inverted)
-        self._members = upload(np.concatenate(members or [np.zeros(0)]).astype(np.uint32), torch.int32)
+        members, bounds = _head(program["classes"])
+        self._members = upload(members, torch.int32)
         self._bounds = upload(bounds, torch.int32)
 
     # -- evaluation ---------------------------------------------------------------------------------------------
