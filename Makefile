@@ -33,6 +33,7 @@ build: setup
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	$(PYTHON) .ci/rust_module_cycles.py rust/bitlogic/src rust/bitlogic-train/src rust/bitlogic-python/src
 
 test-rust:
 	cargo test -p bitlogic --profile test-release --locked

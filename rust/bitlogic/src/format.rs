@@ -24,11 +24,7 @@ use crate::error::{Error, Result};
 use crate::model::{BitOrder, Encoder, Layer, Network, ThresholdEncoder};
 use crate::tensors::{check_keys, le_values, LayerEntry, TensorBuffers, Tensors};
 
-/// Value of the `format` metadata key.
-pub const FORMAT_NAME: &str = "bitlogic";
-/// The format version this crate writes; it reads every 1.x (1.0 without a digest of the data, 1.1 and later with
-/// one).
-pub const FORMAT_VERSION: &str = "1.1";
+pub use metadata::{FORMAT_NAME, FORMAT_VERSION};
 
 // The description is parsed into flat structs (a `kind` string plus every key any kind may have) rather than
 // serde-tagged enums: serde buffers tagged enums, which would hide the path of a bad value from the error message.

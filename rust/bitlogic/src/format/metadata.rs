@@ -5,9 +5,13 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::{FORMAT_NAME, FORMAT_VERSION};
 use crate::error::{Error, Result};
 
+/// Value of the `format` metadata key.
+pub const FORMAT_NAME: &str = "bitlogic";
+/// The format version this crate writes; it reads every 1.x (1.0 without a digest of the data, 1.1 and later with
+/// one).
+pub const FORMAT_VERSION: &str = "1.1";
 /// The only major version this reader implements.
 const MAJOR_VERSION: u32 = 1;
 /// The first minor version whose files carry [`DIGEST_KEY`].
