@@ -478,7 +478,12 @@ def test_cli_info_compiles_once_and_names_an_unknown_kind(
 
 
 def test_cli_info_has_a_description_of_every_kind() -> None:
-    assert set(bitlogic.cli.info._FAN_IN) == set(LAYER_KINDS)
+    # Layers describe themselves (width, fan_in): a random layer of every kind answers with its own reading.
+    net = bitlogic.random_network(8, [6, 4], 2, kind="gates")
+    assert [layer.fan_in for layer in net.layers] == [2, 2]
+    assert [layer.fan_in for layer in bitlogic.random_network(8, [6], 2, kind="luts", n=3).layers] == [3]
+    assert [layer.fan_in for layer in bitlogic.random_network(8, [6], 2, kind="binary").layers] == [8]
+    assert all(isinstance(getattr(cls, "fan_in"), property) for cls in LAYER_KINDS.values())
     assert set(bitlogic.cli.info._ENCODERS) == set(bitlogic.cli.bench._RANDOM_INPUTS) == set(ENCODER_KINDS)
 
 

@@ -110,6 +110,11 @@ class GateLayer:
     def width(self) -> int:
         return int(self.ops.shape[0])
 
+    @property
+    def fan_in(self) -> int:
+        """Inputs each output reads."""
+        return 2
+
     def to_parts(self) -> tuple[np.ndarray, np.ndarray]:
         """The two arrays of the native ``("gates", inputs, ops)`` part."""
         return self.inputs, self.ops
@@ -150,6 +155,11 @@ class LutLayer:
     def arity(self) -> int:
         return int(self.inputs.shape[1])
 
+    @property
+    def fan_in(self) -> int:
+        """Inputs each output reads: the arity."""
+        return self.arity
+
 
 @dataclass(frozen=True, eq=False)
 class BinaryLayer:
@@ -169,6 +179,11 @@ class BinaryLayer:
     @property
     def width(self) -> int:
         return int(self.weights.shape[0])
+
+    @property
+    def fan_in(self) -> int:
+        """Inputs each output reads: the whole layer input."""
+        return int(self.weights.shape[1])
 
     def to_parts(self) -> tuple[np.ndarray, np.ndarray]:
         """The two arrays of the native ``("binary", weights, thresholds)`` part."""

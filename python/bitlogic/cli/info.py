@@ -1,5 +1,6 @@
 """``bitlogic info``: what a network file holds (encoder, layers, annotations, sizes) and the programs the engine
-compiles from it. Each encoder and layer kind is described by its entry below, found by the kind."""
+compiles from it. Each encoder kind is described by its entry below, found by the kind; each layer by its spec
+class (``width``, ``fan_in``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from bitlogic.cli._common import load_network
 from bitlogic.network import Network
-from bitlogic.spec import BinaryLayer, BitsEncoder, GateLayer, LutLayer, ThresholdEncoder, for_kind
+from bitlogic.spec import BitsEncoder, ThresholdEncoder, for_kind
 
 
 def add_parser(sub: Any) -> None:
@@ -28,8 +29,7 @@ def run(args: argparse.Namespace) -> int:
     layers = net.layers
     print(f"layers: {len(layers)}")
     for index, layer in enumerate(layers):
-        fan_in = for_kind(_FAN_IN, layer, "bitlogic info")(layer)
-        print(f"  {index}: {layer.kind:<6} width {layer.width:>7,}  arity {fan_in}")
+        print(f"  {index}: {layer.kind:<6} width {layer.width:>7,}  arity {layer.fan_in}")
     print(f"classes: {net.num_classes}, tau {net.tau:g}")
     info = net.info
     print("info:" + ("" if info else " (none)"))
@@ -72,18 +72,3 @@ def _bits_encoder(encoder: BitsEncoder) -> str:
 
 _ENCODERS: dict[str, Callable[[Any], str]] = {"bits": _bits_encoder, "thresholds": _threshold_encoder}
 
-
-def _gates_fan_in(layer: GateLayer) -> int:
-    return 2
-
-
-def _luts_fan_in(layer: LutLayer) -> int:
-    return layer.arity
-
-
-def _binary_fan_in(layer: BinaryLayer) -> int:
-    return int(layer.weights.shape[1])
-
-
-# Inputs each output reads.
-_FAN_IN: dict[str, Callable[[Any], int]] = {"gates": _gates_fan_in, "luts": _luts_fan_in, "binary": _binary_fan_in}

@@ -6,8 +6,8 @@
 //! compared with the tensor *before* anything is allocated, and the network constructors check every value.
 //!
 //! This module is the container: header ([`header`]), metadata, version and digest ([`metadata`]), the description,
-//! and the assembled bytes ([`write`]). Each layer kind reads and writes its own tensors (`model/gates.rs`,
-//! `model/luts.rs`, `model/binary.rs`) through the helpers of `tensors`.
+//! and the assembled bytes ([`write`]). Each layer kind reads and writes its own tensors
+//! (`model/layers/gates.rs`, `model/layers/luts.rs`, `model/layers/binary.rs`) through the helpers of `tensors`.
 
 mod header;
 mod metadata;

@@ -7,8 +7,9 @@
 //! 1. leaves: `error`, `limits` (size limits), [`ops`] (the op-code convention), `bits`, `rng`, `isa`
 //!    (instruction-set detection), `atomic` (the atomic file write), `tensors` (typed tensor access for the file
 //!    format) and `ir` (the compiler's graph);
-//! 2. `model`: the network data, the encoder, and one file per layer kind (`model/gates.rs`, `model/luts.rs`,
-//!    `model/binary.rs`) holding its validation, file tensors, lowering to the IR and statistics;
+//! 2. `model`: the network data, the encoder, and `model/layers/`: one file per layer kind (`gates.rs`, `luts.rs`,
+//!    `binary.rs`) holding its validation, file tensors, lowering to the IR and statistics, and the `Layer` enum
+//!    that delegates to them;
 //! 3. `format` (the network file container) and `compiler` (lowering driver, passes, cut mapping, program);
 //! 4. evaluation: `input` (input views and encoding), `simd`, `exec` (kernels), `engine` (batching and dispatch);
 //!    and `random` (random networks).
@@ -46,6 +47,7 @@ pub use format::{FORMAT_NAME, FORMAT_VERSION};
 pub use input::{Input, Matrix, Packed};
 pub use isa::Isa;
 pub use limits::{MAX_ARITY, MAX_NODES, MAX_WIDTH};
-pub use model::{BinaryLayer, BitOrder, Encoder, GateLayer, Layer, LutLayer, Network, Stats, ThresholdEncoder};
+pub use model::layers::*; // every layer kind and the `Layer` enum (a new kind needs no line here)
+pub use model::{BitOrder, Encoder, Network, Stats, ThresholdEncoder};
 pub use random::{random_network, LayerKind};
 pub use rng::SplitMix64;

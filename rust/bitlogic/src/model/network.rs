@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use crate::error::{Error, Result};
 use crate::limits::check_width;
 use crate::model::encoder::Encoder;
-use crate::model::layer::Layer;
+use crate::model::layers::Layer;
 use crate::model::stats::Stats;
 
 /// A complete, validated network.
