@@ -8,6 +8,7 @@ scheduler states) that ``torch.load(weights_only=True)`` reads back.
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class State:
     loss_sum: float = 0.0  # sum of per-sample losses over the epoch's steps so far
     correct: float = 0.0
     count: float = 0.0
+    lr: float = math.nan  # the learning rate of the epoch's last step so far
     epoch_seconds: float = 0.0  # time spent in this epoch by earlier (interrupted) runs
     train_seconds: float = 0.0  # time spent training by earlier runs
     history: list[dict[str, float]] = field(default_factory=list)
@@ -126,12 +128,20 @@ def check_plain(value: Any, where: str) -> None:
     raise ValueError(f"{where}: expected str, int, float, bool, None, list or dict, got {type(value).__name__}")
 
 
+#: The settings a checkpoint of an older bitlogic does not name were these.
+CONFIG_DEFAULTS: dict[str, Any] = {"weight_decay": 0.0, "val_split": 0.0}
+
+
 def load_model_state(path: Path, model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
     """Reads the checkpoint at ``path``, checks that it was made with ``config`` and loads its model state into
     ``model``; returns the checkpoint for :func:`restore_position`."""
     saved = load_checkpoint(path)
     made = saved["config"]
-    differ = [f"{k}={made.get(k)!r} (got {v!r})" for k, v in config.items() if made.get(k) != v]
+    differ = [
+        f"{k}={made.get(k, CONFIG_DEFAULTS.get(k))!r} (got {v!r})"
+        for k, v in config.items()
+        if made.get(k, CONFIG_DEFAULTS.get(k)) != v
+    ]
     if differ:
         raise CheckpointError(f"{path} was made with other settings: {', '.join(differ)}")
     if not isinstance(saved["model"], dict):
@@ -174,7 +184,8 @@ def restore_position(
     state = State(
         epoch=int(saved["epoch"]), step=int(saved["step"]), permutation=permutation,
         loss_sum=float(running["loss_sum"]), correct=float(running["correct"]), count=float(running["count"]),
-        epoch_seconds=float(running["epoch_seconds"]), train_seconds=float(running["train_seconds"]),
+        lr=float(running.get("lr", math.nan)), epoch_seconds=float(running["epoch_seconds"]),
+        train_seconds=float(running["train_seconds"]),
         history=[dict(h) for h in saved["history"]],
     )  # fmt: skip
     if not (0 <= state.epoch <= epochs and 0 <= state.step <= steps):
@@ -185,6 +196,7 @@ def restore_position(
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
+    "CONFIG_DEFAULTS",
     "PathLike",
     "State",
     "atomic_save",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -18,11 +19,13 @@ from bitlogic.training.checkpoint import (
     load_model_state,
     restore_position,
 )
-from bitlogic.training.data import Data, TrainingData, evaluate, steps_per_epoch
+from bitlogic.errors import CheckpointError
+from bitlogic.training.data import Data, evaluate, relaxed_accuracy, steps_per_epoch
+from bitlogic.training.history import complete, legacy, write_history
 from bitlogic.training.interrupt import InterruptGuard, Snapshot, restore_snapshot, snapshot
 from bitlogic.training.progress import progress_bar, write
+from bitlogic.training.schedules import Schedule, make_scheduler
 
-Schedule = Literal["onecycle", "cosine"]
 #: The loss of a batch: ``loss(scores, labels)``.
 Loss = Callable[[Tensor, Tensor], Tensor]
 #: How a checkpoint dict is written to its path.
@@ -32,11 +35,18 @@ SaveFile = Callable[[Any, Path], None]
 @dataclass
 class TrainResult:
     """Per-epoch ``history`` (dicts with ``epoch``, ``loss``, ``train_acc``, ``test_acc``, ``seconds``), the
-    training wall time in ``seconds`` (summed over resumed runs) and the final ``test_accuracy`` in ``eval()``."""
+    training wall time in ``seconds`` (summed over resumed runs) and the final ``test_accuracy`` in ``eval()`` (NaN
+    without a test set). ``records`` holds the history file's rows: every column of
+    :data:`bitlogic.training.history.COLUMNS` (``lr``, ``val_acc``, ``relaxed_acc``, ``eval_acc``, ``gap`` too),
+    one dict per epoch; ``best_epoch`` / ``best_val_accuracy`` the epoch (1-based) of the best checkpoint and its
+    validation accuracy when there is a validation split (else 0 and NaN)."""
 
     history: list[dict[str, float]]
     seconds: float
     test_accuracy: float
+    records: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_accuracy: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -47,31 +57,39 @@ class Settings:
     batch_size: int
     lr: float
     seed: int
-    schedule: Schedule
+    schedule: str  # canonical (schedules.canonical)
     eval_batch_size: int
     progress: bool
+    weight_decay: float = 0.0
+    val_split: float = 0.0
+    step_size: int = 1  # "step" only: the period in epochs
+    gamma: float = 0.1  # "step" only: the decay factor
 
     def config(self, num_train: int) -> dict[str, Any]:
-        return {
+        config = {
             "epochs": self.epochs, "batch_size": self.batch_size, "lr": float(self.lr), "seed": self.seed,
-            "schedule": self.schedule, "num_train": num_train,
+            "schedule": self.schedule, "num_train": num_train, "weight_decay": float(self.weight_decay),
+            "val_split": float(self.val_split),
         }  # fmt: skip
+        if self.schedule == "step":
+            config.update(step_size=self.step_size, gamma=float(self.gamma))
+        return config
+
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """Adam; with ``weight_decay`` AdamW's decoupled decay (``w -= lr * weight_decay * w`` each step, apart from
+        the gradient's moments) on every parameter."""
+        if self.weight_decay > 0:
+            return torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=self.lr)
 
 
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, schedule: str, lr: float, total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    if schedule == "onecycle":
-        # OneCycleLR divides by (pct_start * total_steps - 1): keep that away from zero on very short runs.
-        pct_start = 0.1
-        while float(pct_start * total_steps) - 1 == 0:
-            pct_start *= 1.5
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=lr, total_steps=total_steps, pct_start=pct_start
-        )
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    raise ValueError(f"unknown schedule {schedule!r}; choose onecycle or cosine")
+@dataclass(frozen=True)
+class Outputs:
+    """The files a run writes: the checkpoint, the history, the best checkpoint by validation accuracy."""
+
+    checkpoint: Path | None = None
+    history: Path | None = None
+    best: Path | None = None
 
 
 @dataclass
@@ -87,7 +105,7 @@ class Run:
     generator: torch.Generator
     state: State
     extra: dict[str, Any]
-    checkpoint: Path | None
+    outputs: Outputs
     loss: Loss
     save_file: SaveFile
     steps: int  # per epoch
@@ -108,22 +126,27 @@ class Run:
         self.run_start = self.epoch_start = time.perf_counter()
 
 
-def prepare(model: nn.Module, dataset: TrainingData, settings: Settings, device: torch.device,
-            checkpoint: Path | None, resume: bool, extra: dict[str, Any] | None, loss: Loss,
-            save_file: SaveFile) -> Run:
-    """A run at its start: fresh, or at the position of ``checkpoint`` with ``resume``."""
-    data = Data.load(dataset, device)
+def prepare(model: nn.Module, data: Data, settings: Settings, device: torch.device, outputs: Outputs,
+            resume: bool, extra: dict[str, Any] | None, loss: Loss, save_file: SaveFile) -> Run:
+    """A run at its start: fresh, or at the position of ``outputs.checkpoint`` with ``resume``."""
+    checkpoint = outputs.checkpoint
     count = data.x_train.shape[0]
     steps = steps_per_epoch(count, settings.batch_size)
     saved: dict[str, Any] | None = None
     if resume:
         assert checkpoint is not None
         saved = load_model_state(checkpoint, model, settings.config(count))
+        if saved.get("data_digest") != data.digest:
+            raise CheckpointError(
+                f"{checkpoint}: the training samples differ from those it was made with (a DataLoader must yield "
+                "the same samples in the same order again, e.g. without shuffle=True, to resume exactly)"
+            )
         if extra is None:
             extra = saved["extra"]
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    scheduler = make_scheduler(optimizer, settings.schedule, settings.lr, settings.epochs * steps)
+    optimizer = settings.optimizer(model)
+    scheduler = make_scheduler(optimizer, settings.schedule, settings.lr, settings.epochs * steps,
+                               steps_per_epoch=steps, step_size=settings.step_size, gamma=settings.gamma)
     generator = torch.Generator()
     generator.manual_seed(settings.seed)
     if saved is not None:
@@ -134,42 +157,46 @@ def prepare(model: nn.Module, dataset: TrainingData, settings: Settings, device:
         state = State()
         torch.manual_seed(settings.seed)
     return Run(model, data, settings, device, optimizer, scheduler, generator, state,
-               dict(extra) if extra is not None else {}, checkpoint, loss, save_file, steps)
+               dict(extra) if extra is not None else {}, outputs, loss, save_file, steps)
 
 
-def save(run: Run) -> None:
-    """Writes the checkpoint of ``run`` (when it has a path): its position and every state it needs to go on."""
-    if run.checkpoint is None:
+def save(run: Run, best: bool = False) -> None:
+    """Writes the checkpoint of ``run`` (when it has a path): its position and every state it needs to go on; with
+    ``best``, the same to the best checkpoint's path too."""
+    targets = [run.outputs.checkpoint] + ([run.outputs.best] if best else [])
+    paths = [path for path in targets if path is not None]
+    if not paths:
         return
     now = time.perf_counter()
     state = run.state
     cuda_rng = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
-    run.save_file(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "config": run.settings.config(run.data.x_train.shape[0]),
-            "extra": run.extra,
-            "epoch": state.epoch,
-            "step": state.step,
-            "permutation": state.permutation,
-            "generator": run.generator.get_state(),
-            "cpu_rng": torch.get_rng_state(),
-            "cuda_rng": cuda_rng,
-            "running": {
-                "loss_sum": float(run.loss_sum.item()),
-                "correct": float(run.correct.item()),
-                "count": float(run.seen.item()),
-                "epoch_seconds": state.epoch_seconds + (now - run.epoch_start),
-                "train_seconds": state.train_seconds + (now - run.run_start),
-            },
-            "history": state.history,
-            "model": run.model.state_dict(),
-            "optimizer": run.optimizer.state_dict(),
-            "scheduler": run.scheduler.state_dict(),
+    contents = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": run.settings.config(run.data.x_train.shape[0]),
+        "extra": run.extra,
+        "epoch": state.epoch,
+        "step": state.step,
+        "permutation": state.permutation,
+        "generator": run.generator.get_state(),
+        "cpu_rng": torch.get_rng_state(),
+        "cuda_rng": cuda_rng,
+        "running": {
+            "loss_sum": float(run.loss_sum.item()),
+            "correct": float(run.correct.item()),
+            "count": float(run.seen.item()),
+            "lr": state.lr,
+            "epoch_seconds": state.epoch_seconds + (now - run.epoch_start),
+            "train_seconds": state.train_seconds + (now - run.run_start),
         },
-        run.checkpoint,
-    )
+        "history": state.history,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "data_digest": run.data.digest,
+    }
+    for path in paths:
+        run.save_file(contents, path)
 
 
 def _step(run: Run, guard: InterruptGuard, order: Tensor) -> None:
@@ -183,6 +210,7 @@ def _step(run: Run, guard: InterruptGuard, order: Tensor) -> None:
     loss = run.loss(scores, yb)
     torch.autograd.backward(loss)
     with guard.critical():
+        state.lr = float(run.optimizer.param_groups[0]["lr"])
         run.optimizer.step()
         run.scheduler.step()
         with torch.no_grad():
@@ -231,22 +259,72 @@ def _train_epoch(run: Run, guard: InterruptGuard) -> None:
     _close_bar(run)
 
 
+def _measure(run: Run, last: bool) -> dict[str, float]:
+    """The epoch's accuracies: validation, test (every epoch without a validation split, else only after the last)
+    and the discretization gap on the gap's rows."""
+    data, batch, device = run.data, run.settings.eval_batch_size, run.device
+    nan = math.nan
+    figures = {"val_acc": nan, "test_acc": nan, "relaxed_acc": nan, "eval_acc": nan, "gap": nan}
+    if data.x_val is not None:
+        figures["val_acc"] = evaluate(run.model, data.x_val, data.y_val, batch, device)
+    if data.x_test is not None and (data.x_val is None or last):
+        figures["test_acc"] = evaluate(run.model, data.x_test, data.y_test, batch, device)
+    if data.x_gap is not None and data.y_gap is not None:
+        figures["eval_acc"] = (figures["val_acc"] if data.x_val is not None
+                               else evaluate(run.model, data.x_gap, data.y_gap, batch, device))
+        figures["relaxed_acc"] = relaxed_accuracy(run.model, data.x_gap, data.y_gap, batch)
+        figures["gap"] = figures["relaxed_acc"] - figures["eval_acc"]
+    return figures
+
+
+def best_so_far(history: list[dict[str, float]]) -> tuple[int, float]:
+    """The epoch (1-based; 0 for none) with the highest validation accuracy, the first of equals, and that
+    accuracy."""
+    best, accuracy = 0, -math.inf
+    for row in history:
+        value = row.get("val_acc", math.nan)
+        if not math.isnan(value) and value > accuracy:
+            best, accuracy = int(row["epoch"]), value
+    return best, (accuracy if best else math.nan)
+
+
+def _percent(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2%}"
+
+
+def _line(entry: dict[str, float], epochs: int) -> str:
+    parts = [f"epoch {int(entry['epoch'])}/{epochs}: loss {entry['loss']:.4f}",
+             f"train acc {entry['train_acc']:.2%}"]
+    if not math.isnan(entry["val_acc"]):
+        parts.append(f"val acc {entry['val_acc']:.2%}")
+    if not math.isnan(entry["test_acc"]):
+        parts.append(f"test acc {entry['test_acc']:.2%}")
+    if not math.isnan(entry["gap"]):
+        parts.append(f"relaxed {_percent(entry['relaxed_acc'])} vs eval {_percent(entry['eval_acc'])} "
+                     f"(gap {100 * entry['gap']:+.2f} pts)")
+    parts.append(f"lr {entry['lr']:.3g}, {entry['seconds']:.1f} s")
+    return ", ".join(parts)
+
+
 def _finish_epoch(run: Run, guard: InterruptGuard) -> None:
-    """Evaluates the model, records the epoch in the history, moves to the next epoch and saves the checkpoint."""
+    """Evaluates the model, records the epoch in the history, moves to the next epoch and saves the checkpoint
+    (and the best checkpoint and the history file)."""
     state = run.state
     run.snap = snapshot(run.model, run.device)
-    test_acc = evaluate(run.model, run.data.x_test, run.data.y_test, run.settings.eval_batch_size, run.device)
+    figures = _measure(run, state.epoch + 1 == run.settings.epochs)
     run.model.train()
     with guard.critical():
         now = time.perf_counter()
         n = max(float(run.seen.item()), 1.0)
         entry = {
             "epoch": float(state.epoch + 1),
+            "lr": state.lr,
             "loss": float(run.loss_sum.item()) / n,
             "train_acc": float(run.correct.item()) / n,
-            "test_acc": test_acc,
+            **figures,
             "seconds": state.epoch_seconds + (now - run.epoch_start),
         }
+        previous_best = best_so_far(state.history)[1]
         state.history.append(entry)
         state.epoch += 1
         state.step = 0
@@ -257,13 +335,12 @@ def _finish_epoch(run: Run, guard: InterruptGuard) -> None:
         run.loss_sum.zero_()
         run.correct.zero_()
         run.seen.zero_()
-        save(run)
+        improved = not math.isnan(entry["val_acc"]) and (math.isnan(previous_best) or entry["val_acc"] > previous_best)
+        save(run, best=improved)
+        if run.outputs.history is not None:
+            write_history(run.outputs.history, state.history)
         run.snap = None
-        write(
-            f"epoch {int(entry['epoch'])}/{run.settings.epochs}: loss {entry['loss']:.4f}, "
-            f"train acc {entry['train_acc']:.2%}, test acc {entry['test_acc']:.2%}, {entry['seconds']:.1f} s",
-            run.settings.progress,
-        )
+        write(_line(entry, run.settings.epochs), run.settings.progress)
 
 
 def execute(run: Run) -> TrainResult:
@@ -287,12 +364,18 @@ def execute(run: Run) -> TrainResult:
         finally:
             _close_bar(run)
     state = run.state
-    # The model has not changed since the last epoch's evaluation.
-    test_accuracy = state.history[-1]["test_acc"] if state.history else evaluate(run.model, run.data.x_test,
-                                                                                 run.data.y_test)
+    if run.outputs.history is not None:  # also when a finished run is resumed: the file matches the checkpoint
+        write_history(run.outputs.history, state.history)
+    # The model has not changed since the last epoch's evaluation (which, with a validation split, is the one
+    # evaluation of the test set).
+    test_accuracy = state.history[-1].get("test_acc", math.nan)
     seconds = state.train_seconds + (time.perf_counter() - run.run_start)
-    return TrainResult(history=state.history, seconds=seconds, test_accuracy=test_accuracy)
+    best_epoch, best_accuracy = best_so_far(state.history)
+    return TrainResult(
+        history=[legacy(row) for row in state.history], seconds=seconds, test_accuracy=test_accuracy,
+        records=[complete(row) for row in state.history], best_epoch=best_epoch, best_val_accuracy=best_accuracy,
+    )
 
 
-__all__ = ["Loss", "Run", "SaveFile", "Schedule", "Settings", "TrainResult", "execute", "make_scheduler", "prepare",
-           "save"]
+__all__ = ["Loss", "Outputs", "Run", "SaveFile", "Schedule", "Settings", "TrainResult", "best_so_far", "execute",
+           "make_scheduler", "prepare", "save"]
