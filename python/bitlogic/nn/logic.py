@@ -7,6 +7,10 @@ layer therefore reduces its gate distribution to four coefficients per gate befo
 4 multiply-adds per gate and sample instead of 16 gate evaluations. In ``eval()`` every gate becomes its most
 likely boolean function; on 0/1 inputs the same polynomial with integer coefficients is exact. The gate algebra
 and the choice of kernels are :mod:`bitlogic.ops.logic`'s.
+
+With ``connections="learned"`` each gate input chooses its wire among ``K`` candidates while training (the mixture of
+the candidates' values, weighted by a softmax over learned logits, or the estimator's hard choice) and reads its
+argmax candidate in ``eval()``, where the layer is an ordinary gate layer again.
 """
 
 from __future__ import annotations
@@ -21,17 +25,25 @@ from torch import Tensor, nn
 from bitlogic.nn._export import LayerPart
 from bitlogic.ops.inputs import float_inputs
 from bitlogic.ops.logic import (
+    ESTIMATORS,
     GATE_COEFFICIENTS,
     NUM_OPS,
     PASS_A,
+    choice_weights,
     corner_coefficients,
+    corner_weights,
     gates,
+    mix_candidates,
     op_truth_table,
     scale_grad,
 )
 from bitlogic.spec import GateLayer
 
-Connections = Literal["random", "unique"]
+Connections = Literal["random", "unique", "learned"]
+Estimator = Literal["soft", "gumbel", "hard"]
+
+#: Candidate wires per gate input of ``connections="learned"`` when ``candidates`` is not given.
+DEFAULT_CANDIDATES = 8
 Init = Literal["random", "residual"]
 Parametrization = Literal["softmax16", "inputwise"]
 
@@ -41,6 +53,17 @@ def random_connections(in_dim: int, out_dim: int, generator: torch.Generator | N
     uses = torch.randperm(2 * out_dim, generator=generator) % in_dim
     shuffle = torch.randperm(in_dim, generator=generator)
     return shuffle[uses].view(2, out_dim)
+
+
+def candidate_connections(
+    in_dim: int, out_dim: int, candidates: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """``[2, out_dim, candidates]`` candidate wires, drawn like :func:`random_connections` over all
+    ``2 * out_dim * candidates`` slots: every input is in about as many pools as any other (so in some pool whenever
+    there are at least ``in_dim`` slots)."""
+    uses = torch.randperm(2 * out_dim * candidates, generator=generator) % in_dim
+    shuffle = torch.randperm(in_dim, generator=generator)
+    return shuffle[uses].view(2, out_dim, candidates)
 
 
 def unique_connections(in_dim: int, out_dim: int, generator: torch.Generator | None = None) -> Tensor:
@@ -66,18 +89,32 @@ class LogicLayer(nn.Module):
 
     Args:
         connections: ``"random"`` spreads reads evenly over the inputs; ``"unique"`` also makes every gate read two
-            different wires and no two gates the same pair.
+            different wires and no two gates the same pair; ``"learned"`` gives each gate input a pool of
+            ``candidates`` wires (drawn like ``"random"``) and a learned logit per candidate, and ``eval()`` reads
+            the argmax candidate.
+        candidates: pool size ``K`` of ``connections="learned"`` (default 8); only for learned wiring.
         grad_factor: scales the gradient passed to the previous layer (values > 1 help deep stacks).
         init: ``"random"`` (normal logits) or ``"residual"``, which makes every gate start close to the
             pass-through gate ``A`` so that a deep stack begins as a near-identity.
         parametrization: ``"softmax16"`` learns 16 logits per gate (difflogic); ``"inputwise"`` learns the gate's
             four corner outputs ``sigmoid(w)`` for (a, b) = (0,0), (0,1), (1,0), (1,1) and interpolates between them
             bilinearly (4 parameters per gate); ``eval()`` rounds each corner, which picks the nearest gate.
+        estimator: how training turns the logits of a choice (the gate; the wire, with learned wiring) into
+            weights: ``"soft"`` the softmax mixture; ``"hard"`` the argmax forward with the softmax's gradient
+            backward (straight-through); ``"gumbel"`` the argmax of the logits plus Gumbel noise forward (drawn per
+            gate and step from torch's generator) with the gradient of the softmax of the noisy logits over
+            ``tau_gumbel`` backward. For ``"inputwise"`` each corner is the choice between 0 and 1 with logits
+            ``(w, 0)``: ``w > 0`` forward (plus logistic noise for ``"gumbel"``), sigmoid's gradient backward.
+            ``eval()`` takes the argmax whatever the estimator.
+        tau_gumbel: temperature of the ``"gumbel"`` estimator's backward softmax.
 
-    The wiring is the buffer ``inputs`` (int64 ``[2, out_dim]``: wires A and B), so it lives in the state_dict.
+    The wiring is in the state_dict: the buffer ``inputs`` (int64 ``[2, out_dim]``: wires A and B) for fixed wiring;
+    the buffer ``candidates`` (int64 ``[2, out_dim, K]``) and the parameter ``wire_logits`` (``[2, out_dim, K]``) for
+    learned wiring, whose ``inputs`` are the argmax candidates (computed on each read).
     """
 
-    inputs: Tensor
+    candidates: Tensor
+    mix_wires: Tensor
 
     def __init__(
         self,
@@ -87,22 +124,45 @@ class LogicLayer(nn.Module):
         grad_factor: float = 1.0,
         init: Init = "random",
         parametrization: Parametrization = "softmax16",
+        candidates: int | None = None,
+        estimator: Estimator = "soft",
+        tau_gumbel: float = 1.0,
     ) -> None:
         super().__init__()
         if in_dim < 1 or out_dim < 1:
             raise ValueError(f"LogicLayer: in_dim and out_dim must be positive, got {in_dim} and {out_dim}")
-        if connections == "random":
-            wires = random_connections(in_dim, out_dim)
-        elif connections == "unique":
-            wires = unique_connections(in_dim, out_dim)
-        else:
-            raise ValueError(f"LogicLayer: connections must be 'random' or 'unique', got {connections!r}")
+        if connections not in ("random", "unique", "learned"):
+            raise ValueError(f"LogicLayer: connections must be 'random', 'unique' or 'learned', got {connections!r}")
+        if candidates is not None and connections != "learned":
+            raise ValueError(f"LogicLayer: candidates={candidates} needs connections='learned', got {connections!r}")
+        pool = DEFAULT_CANDIDATES if candidates is None else candidates
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+            raise ValueError(f"LogicLayer: candidates must be a positive integer, got {candidates!r}")
         if init not in ("random", "residual"):
             raise ValueError(f"LogicLayer: init must be 'random' or 'residual', got {init!r}")
+        if estimator not in ESTIMATORS:
+            raise ValueError(
+                f"LogicLayer: estimator must be one of {', '.join(map(repr, ESTIMATORS))}, got {estimator!r}"
+            )
+        if not tau_gumbel > 0:
+            raise ValueError(f"LogicLayer: tau_gumbel must be positive, got {tau_gumbel}")
         self.in_dim, self.out_dim = in_dim, out_dim
         self.grad_factor = float(grad_factor)
         self.parametrization: Parametrization = parametrization
-        self.register_buffer("inputs", wires.to(torch.int64))
+        self.connections: Connections = connections
+        self.estimator: Estimator = estimator
+        self.tau_gumbel = float(tau_gumbel)
+        if connections == "learned":
+            self.register_buffer("candidates", candidate_connections(in_dim, out_dim, pool))
+            # Zero logits: training starts from the even mixture of each pool; eval() reads candidate 0 until then.
+            self.wire_logits = nn.Parameter(torch.zeros(2, out_dim, pool))
+            # The mixed inputs are handed to the gate kernels as a [B, 2 * out_dim] tensor that gate j reads at j
+            # and out_dim + j; one buffer whose two rows are the wires, so the GPU launchers cache their index.
+            self.register_buffer("mix_wires", torch.arange(2 * out_dim).view(2, out_dim), persistent=False)
+        else:
+            draw = random_connections if connections == "random" else unique_connections
+            wires = draw(in_dim, out_dim)
+            self.register_buffer("inputs", wires.to(torch.int64))
         if parametrization == "softmax16":
             logits = torch.randn(out_dim, NUM_OPS)
             if init == "residual":
@@ -122,6 +182,19 @@ class LogicLayer(nn.Module):
                 f"LogicLayer: parametrization must be 'softmax16' or 'inputwise', got {parametrization!r}"
             )
 
+    @property
+    def inputs(self) -> Tensor:
+        """int64 ``[2, out_dim]``: wires A and B of every gate (for learned wiring, the argmax candidates)."""
+        fixed = self._buffers.get("inputs")
+        if fixed is not None:
+            return fixed
+        if self.__dict__.get("connections") != "learned":
+            # Before the buffer is registered: hasattr() must say no, so that register_buffer accepts the name.
+            raise AttributeError("inputs")
+        with torch.no_grad():
+            chosen = self.wire_logits.argmax(dim=2, keepdim=True)
+            return self.candidates.gather(2, chosen).squeeze(2)
+
     def ops(self) -> Tensor:
         """The boolean gate each position becomes in ``eval()``: op codes int64 ``[out_dim]`` (difflogic order)."""
         with torch.no_grad():
@@ -136,8 +209,8 @@ class LogicLayer(nn.Module):
         if not self.training:
             return matrix[self.ops()]
         if self.parametrization == "softmax16":
-            return torch.softmax(self.weight, dim=1) @ matrix
-        return corner_coefficients(torch.sigmoid(self.weight))
+            return choice_weights(self.weight, self.estimator, self.tau_gumbel) @ matrix
+        return corner_coefficients(corner_weights(self.weight, self.estimator, self.tau_gumbel))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_dim:
@@ -146,7 +219,12 @@ class LogicLayer(nn.Module):
         if self.training and self.grad_factor != 1.0 and x.requires_grad:
             x = scale_grad(x, self.grad_factor)
         coef = self.coefficients().to(x.dtype)
-        return gates(x, self.inputs[0], self.inputs[1], coef)
+        if self.connections == "learned" and self.training:
+            weights = choice_weights(self.wire_logits, self.estimator, self.tau_gumbel)
+            mixed = mix_candidates(x, self.candidates, weights)  # feature-major [2, out_dim, B]
+            return gates(mixed.view(2 * self.out_dim, -1).t(), self.mix_wires[0], self.mix_wires[1], coef)
+        wires = self.inputs
+        return gates(x, wires[0], wires[1], coef)
 
     def export_part(self, following: Sequence[nn.Module]) -> LayerPart:
         """The gate layer of the network file: wires (A, B) and the op code each gate becomes in ``eval()``."""
@@ -154,8 +232,12 @@ class LogicLayer(nn.Module):
         return LayerPart(layer, self.in_dim, self.out_dim)
 
     def extra_repr(self) -> str:
+        learned = self.connections == "learned"
         return (
             f"in_dim={self.in_dim}, out_dim={self.out_dim}, parametrization={self.parametrization!r}"
+            + (f", connections='learned', candidates={self.candidates.shape[2]}" if learned else "")
+            + (f", estimator={self.estimator!r}" if self.estimator != "soft" else "")
+            + (f", tau_gumbel={self.tau_gumbel}" if self.estimator == "gumbel" else "")
             + (f", grad_factor={self.grad_factor}" if self.grad_factor != 1.0 else "")
         )
 
@@ -165,5 +247,5 @@ def num_gates(model: nn.Module) -> int:
     return sum(m.out_dim for m in model.modules() if isinstance(m, LogicLayer))
 
 
-__all__ = ["GATE_COEFFICIENTS", "NUM_OPS", "PASS_A", "LogicLayer", "corner_coefficients", "num_gates", "op_truth_table",
-           "random_connections", "unique_connections"]
+__all__ = ["DEFAULT_CANDIDATES", "GATE_COEFFICIENTS", "NUM_OPS", "PASS_A", "LogicLayer", "candidate_connections",
+           "corner_coefficients", "num_gates", "op_truth_table", "random_connections", "unique_connections"]

@@ -17,6 +17,7 @@ of layers hands activations (and gradients) from one kernel to the next without 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -154,6 +155,163 @@ def logic_gates(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor, backend: Backen
     return out
 
 
+#: How a layer turns the logits of a choice (of a gate among the 16, or of a wire among a pool of candidates) into
+#: weights while training: ``"soft"`` the softmax itself; ``"hard"`` the one-hot of the argmax forward with the
+#: softmax's gradient backward (straight-through); ``"gumbel"`` the one-hot of the argmax of logits plus Gumbel noise
+#: forward with the gradient of the tempered softmax of the noisy logits backward (Gumbel-softmax, straight-through).
+ESTIMATORS = ("soft", "gumbel", "hard")
+
+
+class StraightThrough(torch.autograd.Function):
+    """``hard`` forward, the gradient handed to ``soft`` backward. Unlike ``hard + soft - soft.detach()`` the forward
+    is ``hard`` exactly (no rounding), so a hard-trained layer computes what its ``eval()`` computes."""
+
+    @staticmethod
+    def forward(ctx: Any, hard: Tensor, soft: Tensor) -> Tensor:
+        return hard.detach().clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:
+        return None, grad
+
+
+def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
+    """``hard`` in the forward pass; the gradient goes to ``soft`` (same shape) in the backward pass."""
+    out: Tensor = StraightThrough.apply(hard, soft)
+    return out
+
+
+def gumbel_noise(like: Tensor) -> Tensor:
+    """Standard Gumbel samples shaped like ``like``, ``-log(E)`` for ``E ~ Exp(1)``, from torch's global generator
+    (so ``torch.manual_seed`` reproduces them)."""
+    e = torch.empty_like(like).exponential_()
+    return -torch.log(e.clamp_min(torch.finfo(like.dtype).tiny))
+
+
+def choice_weights(logits: Tensor, estimator: str, tau: float = 1.0) -> Tensor:
+    """Training weights of a choice among ``logits.shape[-1]`` options, by ``estimator`` (see :data:`ESTIMATORS`).
+
+    The weights sum to one over the last dimension; with ``"hard"`` and ``"gumbel"`` they are exactly one-hot in the
+    forward pass. The Gumbel noise is drawn once per call, one sample per choice (per gate or wire, not per sample
+    of the batch, whose gates share their coefficients).
+    """
+    if estimator == "soft":
+        return torch.softmax(logits, dim=-1)
+    if estimator == "hard":
+        soft = torch.softmax(logits, dim=-1)
+        chosen = logits.detach().argmax(dim=-1, keepdim=True)
+    elif estimator == "gumbel":
+        noisy = logits + gumbel_noise(logits)
+        soft = torch.softmax(noisy / tau, dim=-1)
+        chosen = noisy.detach().argmax(dim=-1, keepdim=True)
+    else:
+        raise ValueError(f"estimator must be one of {', '.join(map(repr, ESTIMATORS))}, got {estimator!r}")
+    hard = torch.zeros_like(soft).scatter_(-1, chosen, 1.0)
+    return straight_through(hard, soft)
+
+
+def corner_weights(logits: Tensor, estimator: str, tau: float = 1.0) -> Tensor:
+    """Training values of the inputwise gates' corners ``sigmoid(logits)``, by ``estimator``.
+
+    Each corner is a choice between 0 and 1 with logits ``(w, 0)``, so the estimators are those of
+    :func:`choice_weights` for two options: ``"hard"`` is ``w > 0`` forward and sigmoid's gradient backward;
+    ``"gumbel"`` adds the difference of two Gumbel samples (a logistic sample) to ``w``, forwards ``w + noise > 0``
+    and takes the gradient of ``sigmoid((w + noise) / tau)``.
+    """
+    if estimator == "soft":
+        return torch.sigmoid(logits)
+    if estimator == "hard":
+        soft = torch.sigmoid(logits)
+        noisy = logits.detach()
+    elif estimator == "gumbel":
+        noisy = logits + gumbel_noise(logits) - gumbel_noise(logits)
+        soft = torch.sigmoid(noisy / tau)
+        noisy = noisy.detach()
+    else:
+        raise ValueError(f"estimator must be one of {', '.join(map(repr, ESTIMATORS))}, got {estimator!r}")
+    return straight_through((noisy > 0).to(soft.dtype), soft)
+
+
+class _Scratch(threading.local):
+    """One reusable float buffer per thread for the candidates' values, which :class:`MixCandidates` needs only
+    while one of its passes runs. A fresh tensor of that size (tens of MB) is a fresh mapping from the system
+    allocator on the CPU, and faulting its pages in costs ten times the gather that fills it."""
+
+    buffer: Tensor | None = None
+
+    def get(self, numel: int, like: Tensor) -> Tensor:
+        b = self.buffer
+        if b is None or b.numel() < numel or b.dtype != like.dtype:
+            b = self.buffer = torch.empty(numel, dtype=like.dtype)
+        return b[:numel]
+
+
+_scratch = _Scratch()
+
+
+def _values(xt: Tensor, rows: int, scratch: bool) -> Tensor | None:
+    """The thread's scratch buffer as ``[rows, B]`` (its contents live until the next call), or None."""
+    return _scratch.get(rows * xt.shape[1], xt).view(rows, xt.shape[1]) if scratch else None
+
+
+def _gather(xt: Tensor, flat: Tensor, scratch: bool) -> Tensor:
+    """``xt[flat]``, into the thread's scratch buffer when ``scratch``."""
+    out = _values(xt, flat.numel(), scratch)
+    return xt.index_select(0, flat) if out is None else torch.index_select(xt, 0, flat, out=out)
+
+
+class MixCandidates(torch.autograd.Function):
+    """The weighted candidate sum of :func:`mix_candidates`; differentiable in ``xt`` and ``weights``.
+
+    The gathered values ``[C*N, K, B]`` are not kept for the backward pass: it gathers them again (as cheap as
+    reading a saved copy), so on the CPU both passes gather into one reused scratch buffer.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xt: Tensor, flat: Tensor, weights: Tensor) -> Tensor:
+        rows, k = weights.shape
+        scratch = xt.device.type == "cpu"
+        values = _gather(xt, flat, scratch).view(rows, k, -1)
+        mixed = torch.bmm(weights.view(rows, 1, k), values).view(rows, -1)
+        ctx.save_for_backward(xt, flat, weights)
+        ctx.scratch = scratch
+        return mixed
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, Tensor | None]:
+        xt, flat, weights = ctx.saved_tensors
+        rows, k = weights.shape
+        need_x, _, need_w = ctx.needs_input_grad
+        grad = grad.contiguous()
+        grad_w = grad_x = None
+        if need_w:
+            # Multiplied in place and summed over the contiguous batch: faster than 16 000 tiny matrix products.
+            values = _gather(xt, flat, ctx.scratch).view(rows, k, -1)
+            grad_w = values.mul_(grad.unsqueeze(1)).sum(2)
+        if need_x:
+            out = _values(xt, rows * k, ctx.scratch)
+            product = weights.unsqueeze(2) * grad.unsqueeze(1) if out is None else torch.mul(
+                weights.unsqueeze(2), grad.unsqueeze(1), out=out.view(rows, k, -1))
+            per_value = product.view(rows * k, -1)
+            grad_x = torch.zeros_like(xt).index_add_(0, flat, per_value)
+        return grad_x, None, grad_w
+
+
+def mix_candidates(x: Tensor, candidates: Tensor, weights: Tensor) -> Tensor:
+    """Feature-major ``[C, N, B]``: the ``weights``-weighted sum of the candidate wires of every gate input.
+
+    ``x`` is ``[B, in_dim]``, ``candidates`` int64 ``[C, N, K]`` wire indices and ``weights`` ``[C, N, K]``. One
+    gather of the ``[C*N*K, B]`` candidate values over the transposed input (no copy of ``x`` when it is a view of a
+    feature-major tensor, as the kernels return) and one batched weighted sum; the result is contiguous over the
+    batch, as the gate kernels read it.
+    """
+    c, n, k = candidates.shape
+    xt = x.t().contiguous()  # [in_dim, B]
+    w = weights.reshape(c * n, k).to(x.dtype).contiguous()
+    mixed: Tensor = MixCandidates.apply(xt, candidates.reshape(-1), w)
+    return mixed.view(c, n, -1)
+
+
 def _fused_applies(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor) -> bool:
     return (
         x.dim() == 2
@@ -184,16 +342,24 @@ def gates(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor) -> Tensor:
 
 
 __all__ = [
+    "ESTIMATORS",
     "GATE_COEFFICIENTS",
     "NUM_OPS",
     "PASS_A",
     "FusedGates",
     "KernelGates",
+    "MixCandidates",
     "ScaleGrad",
+    "StraightThrough",
+    "choice_weights",
     "corner_coefficients",
+    "corner_weights",
     "gates",
     "gates_torch",
+    "gumbel_noise",
     "logic_gates",
+    "mix_candidates",
     "op_truth_table",
     "scale_grad",
+    "straight_through",
 ]
