@@ -26,7 +26,9 @@ from bitlogic.cli._common import (
     MIN_BENCH_ROWS,
     CliError,
     best_rate,
+    fraction,
     load_dataset,
+    non_negative_float,
     positive_float,
     positive_int,
     rate,
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from bitlogic.training import TrainResult
 
 DEFAULT_OUTPUT = "model.bitlogic"
+SCHEDULE_CHOICES = ["one-cycle", "onecycle", "cosine", "constant", "step"]
 
 
 def add_parser(sub: Any) -> None:
@@ -57,6 +60,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--epochs", type=positive_int, help="default: the preset's")
     p.add_argument("--batch-size", type=positive_int, help="default: the preset's")
     p.add_argument("--lr", type=positive_float, help="peak learning rate; default: the preset's")
+    p.add_argument("--schedule", choices=SCHEDULE_CHOICES,
+                   help="learning-rate schedule (default: one-cycle; step: x0.1 every third of the run)")
+    p.add_argument("--weight-decay", type=non_negative_float,
+                   help="decoupled weight decay (AdamW) of every parameter; default: 0 (Adam)")
+    p.add_argument("--val-split", type=fraction,
+                   help="fraction of the training set held out for validation; the test set is then evaluated once, "
+                        "at the end, and the best epoch kept in CHECKPOINT's .best.ckpt; default: 0")
+    p.add_argument("--history", nargs="?", const="", metavar="PATH",
+                   help="write the per-epoch history (.csv or .json); without PATH beside the checkpoint "
+                        "(CHECKPOINT's .history.csv)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="default: auto")
     p.add_argument("--seed", type=int, help="default: 0")
     p.add_argument("--output", "-o", help=f"network file to write (default: {DEFAULT_OUTPUT})")
@@ -80,6 +93,10 @@ class _Settings:
     epochs: int | None
     batch_size: int | None
     lr: float | None
+    schedule: str = "onecycle"
+    weight_decay: float = 0.0
+    val_split: float = 0.0
+    history: str | None = None  # a path, "" for beside the checkpoint, None for no history file
 
     def hyper(self, preset: Preset) -> _Hyper:
         return _Hyper(
@@ -114,10 +131,16 @@ def run(args: argparse.Namespace) -> int:
         f"seed {settings.seed}, device {device}, torch threads: {torch.get_num_threads()}",
         flush=True,
     )
+    if (settings.schedule, settings.weight_decay, settings.val_split) != ("onecycle", 0.0, 0.0):
+        print(f"schedule {settings.schedule}, weight decay {settings.weight_decay:g}, "
+              f"validation split {settings.val_split:g}", flush=True)
     progress = not args.no_progress and sys.stderr.isatty()
     result = _train(model, dataset, preset, settings, hyper, device, resume=args.resume, progress=progress)
     if result is None:
         return EXIT_INTERRUPTED
+    if settings.val_split > 0:
+        print(f"best epoch by validation accuracy: {result.best_epoch} ({result.best_val_accuracy:.2%}), its "
+              f"checkpoint in {training.best_checkpoint_path(settings.checkpoint)}")
     net = _export(model, preset, dataset, settings, hyper, result, device)
     _report_exported(net, model, dataset, result.test_accuracy, device)
     return 0
@@ -138,6 +161,8 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
 
 
 def _fresh(args: argparse.Namespace) -> _Settings:
+    from bitlogic import training
+
     if args.dataset is None or args.preset is None:
         raise CliError("train needs --dataset and --preset (or --resume to continue from a checkpoint)")
     checkpoint = _checkpoint_path(args)
@@ -145,7 +170,9 @@ def _fresh(args: argparse.Namespace) -> _Settings:
     seed = args.seed if args.seed is not None else 0
     output = Path(args.output or DEFAULT_OUTPUT)
     return _Settings(
-        args.dataset, args.preset, args.data_dir, output, checkpoint, seed, args.epochs, args.batch_size, args.lr
+        args.dataset, args.preset, args.data_dir, output, checkpoint, seed, args.epochs, args.batch_size, args.lr,
+        training.canonical_schedule(args.schedule or "onecycle"), args.weight_decay or 0.0, args.val_split or 0.0,
+        args.history,
     )
 
 
@@ -195,10 +222,16 @@ def _resumed(args: argparse.Namespace) -> _Settings:
         config["epochs"],
         config["batch_size"],
         config["lr"],
+        config.get("schedule", "onecycle"),
+        float(config.get("weight_decay", 0.0)),
+        float(config.get("val_split", 0.0)),
+        args.history if args.history is not None else extra.get("history"),
     )
 
 
 def _check_unchanged(args: argparse.Namespace, checkpoint: Path, extra: dict[str, Any], config: dict[str, Any]) -> None:
+    from bitlogic import training
+
     for flag, given, key in (("--dataset", args.dataset, "dataset"), ("--preset", args.preset, "preset")):
         if given is not None and extra.get(key) is not None and given != extra[key]:
             raise CliError(f"{checkpoint} was made with {flag} {extra[key]}, not {given}")
@@ -207,9 +240,14 @@ def _check_unchanged(args: argparse.Namespace, checkpoint: Path, extra: dict[str
         ("--batch-size", args.batch_size, "batch_size"),
         ("--lr", args.lr, "lr"),
         ("--seed", args.seed, "seed"),
+        ("--weight-decay", args.weight_decay, "weight_decay"),
+        ("--val-split", args.val_split, "val_split"),
     ):
-        if given is not None and given != config.get(key):
-            raise CliError(f"{checkpoint} was made with {flag} {config.get(key)}; a resumed run keeps it")
+        made = config.get(key, training.CONFIG_DEFAULTS.get(key))
+        if given is not None and given != made:
+            raise CliError(f"{checkpoint} was made with {flag} {made}; a resumed run keeps it")
+    if args.schedule is not None and training.canonical_schedule(args.schedule) != config.get("schedule"):
+        raise CliError(f"{checkpoint} was made with --schedule {config.get('schedule')}; a resumed run keeps it")
 
 
 @contextlib.contextmanager
@@ -250,7 +288,9 @@ def _train(
         "data_dir": str(settings.data_dir) if settings.data_dir is not None else None,
         "output": str(settings.output),
         "seed": settings.seed,
+        "history": settings.history,
     }
+    history: str | bool | None = True if settings.history == "" else settings.history
     with _epoch_lines(not progress):
         try:
             return training.train(
@@ -265,6 +305,10 @@ def _train(
                 resume=resume,
                 progress=progress,
                 extra=extra,
+                schedule=settings.schedule,  # type: ignore[arg-type]  # argparse's choices, or a checkpoint's
+                weight_decay=settings.weight_decay,
+                val_split=settings.val_split,
+                history=history,
             )
         except KeyboardInterrupt:
             print(
@@ -295,6 +339,9 @@ def _export(
         "batch_size": str(hyper.batch_size),
         "lr": repr(float(hyper.lr)),
         "seed": str(settings.seed),
+        "schedule": settings.schedule,
+        "weight_decay": repr(float(settings.weight_decay)),
+        "val_split": repr(float(settings.val_split)),
         "test_accuracy": f"{result.test_accuracy:.6f}",
         "train_seconds": f"{result.seconds:.1f}",
         "device": str(device),
