@@ -238,8 +238,10 @@ def evaluate(
 def relaxed_accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> float:
     """Accuracy of the relaxed model: the layers of :mod:`bitlogic.nn` run their training forward (soft gates and
     tables, the estimators' relaxations) while every other module is in ``eval()`` (batch norm uses its running
-    statistics, dropout is off), without gradients. The modes and the random-number states are put back, so a run
-    that measures it trains exactly as one that does not."""
+    statistics, dropout is off), without gradients. A layer whose training forward is already discrete (the
+    ``"hard"`` estimator, binary layers) has no gap; one that samples noise (``"gumbel"``) is measured with one
+    sample of it. The modes and the random-number states are put back, so a run that measures it trains exactly as
+    one that does not."""
     modes = [(m, m.training) for m in model.modules()]
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state(x.device) if x.device.type == "cuda" else None
