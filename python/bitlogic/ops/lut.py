@@ -13,7 +13,9 @@ The input gradient depends only on the table and the address, so it is computed 
 address) pair with one small matrix product (:func:`efd_gradients`) and then gathered per sample. Two
 implementations of the lookup give the same outputs and gradients: :class:`TorchLookup` (any device) and
 :class:`KernelLookup`, the kernels of ``cuda/lut_layer.cu`` (float32 and bfloat16 activations on a GPU, see
-:mod:`bitlogic.gpu` for when they are used). :func:`lookup` picks one.
+:mod:`bitlogic.gpu` for when they are used). :func:`lookup` picks one. That is the ``"hard"`` estimator of
+``LUTLayer``; the relaxed ``"soft"`` (:func:`soft_lookup`) and ``"gumbel"`` (:func:`gumbel_lookup`) ones are plain
+torch, and so are the learnable mapping's relaxations (:func:`relaxed_select`).
 """
 
 from __future__ import annotations
@@ -183,14 +185,135 @@ def learnable_select(x: Tensor, weight: Tensor, tau: float) -> Tensor:
     return out
 
 
+class CandidateSelect(torch.autograd.Function):
+    """:class:`LearnableSelect` over a pool: input ``r`` reads ``x[:, pool[r, argmax(W[r])]]``; the backward treats
+    the selection as the mixture ``sum_k softmax(W[r] / tau)[k] * x[:, pool[r, k]]`` for the inputs and as
+    ``sum_k W[r, k] * x[:, pool[r, k]]`` for the weights, so it costs ``K`` per input instead of the layer's width."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, pool: Tensor, tau: float) -> Tensor:
+        ctx.save_for_backward(x, weight, pool)
+        ctx.tau = tau
+        return x[:, pool.gather(1, weight.argmax(dim=1, keepdim=True)).squeeze(1)]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+        x, weight, pool = ctx.saved_tensors
+        rows, k = pool.shape
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            spread = grad.unsqueeze(-1) * torch.softmax(weight / ctx.tau, dim=1).to(grad.dtype)  # [B, R, K]
+            grad_x = torch.zeros_like(x).index_add_(1, pool.reshape(-1), spread.reshape(x.shape[0], rows * k))
+        if ctx.needs_input_grad[1]:
+            pooled = x[:, pool.reshape(-1)].reshape(x.shape[0], rows, k)
+            grad_w = torch.einsum("br,brk->rk", grad, pooled).to(weight.dtype)
+        return grad_x, grad_w, None, None
+
+
+def candidate_select(x: Tensor, weight: Tensor, pool: Tensor, tau: float) -> Tensor:
+    """The inputs ``x[:, pool[r, argmax(weight[r])]]`` of a learnable mapping over a pool of ``K`` candidates per
+    input (``pool`` int64 ``[R, K]``, ``weight`` ``[R, K]``), with :class:`CandidateSelect`'s gradients."""
+    out: Tensor = CandidateSelect.apply(x, weight, pool, tau)
+    return out
+
+
+def random_pool(in_dim: int, rows: int, k: int) -> Tensor:
+    """int64 ``[rows, k]``: ``k`` distinct inputs out of ``in_dim`` for each row, drawn from torch's generator."""
+    chunks = [torch.rand(min(1024, rows - start), in_dim).topk(k, dim=1).indices for start in range(0, rows, 1024)]
+    return torch.cat(chunks).to(torch.int64)
+
+
+# The relaxed estimators ("soft", "gumbel") below are plain torch on every device: autograd differentiates them, and
+# their cost, a weight for each of the 2**n entries per sample and table, is what a relaxation over the entries is.
+
+
+def multilinear(selected: Tensor, probabilities: Tensor) -> Tensor:
+    """``[B, L]``: each table's multilinear interpolation at the ``[B, L*n]`` inputs (clamped to [0, 1], the gradient
+    passing the clamp unchanged: a plain clamp would stop it at exact bits, the inputs a hard layer before gives).
+
+    Table ``l`` gives ``sum_a probabilities[l, a] * prod_j (x_j if bit j of a else 1 - x_j)``: the expected output
+    when input ``j`` is 1 with probability ``x_j`` and entry ``a`` is 1 with probability ``probabilities[l, a]``; on
+    bits it is the entry at their address, as :func:`lookup` reads it.
+    """
+    width, size = probabilities.shape
+    n = size.bit_length() - 1
+    x = selected.reshape(selected.shape[0], width, n)
+    x = x + (x.clamp(0, 1) - x).detach()
+    weights = torch.ones_like(x[..., :1])
+    for j in range(n):  # after step j the last dimension is indexed by bits 0..j, bit j the most significant
+        xj = x[..., j : j + 1]
+        weights = torch.cat([weights * (1 - xj), weights * xj], dim=-1)
+    return torch.einsum("bla,la->bl", weights, probabilities.to(weights.dtype))
+
+
+def soft_lookup(selected: Tensor, tables: Tensor, temperature: float) -> Tensor:
+    """The ``"soft"`` estimator: the relaxed forward :func:`multilinear` over ``sigmoid(tables / temperature)``."""
+    return multilinear(selected, torch.sigmoid(tables / temperature))
+
+
+def logistic_noise(like: Tensor) -> Tensor:
+    """Logistic noise ``log(u) - log(1 - u)``, the difference of two Gumbel samples, from torch's global generator."""
+    u = torch.rand_like(like).clamp(1e-6, 1 - 1e-6)
+    return torch.log(u) - torch.log1p(-u)
+
+
+def gumbel_lookup(selected: Tensor, tables: Tensor, temperature: float) -> Tensor:
+    """The ``"gumbel"`` estimator: logits ``tables / temperature`` plus :func:`logistic_noise` (one draw per entry and
+    step); forward the hard bit ``perturbed entry > 0`` at the inputs' address (``x > 0.5``), backward the gradient of
+    :func:`multilinear` over ``sigmoid(perturbed)`` (the binary Gumbel-softmax with a straight-through forward)."""
+    width, size = tables.shape
+    n = size.bit_length() - 1
+    logits = tables / temperature
+    perturbed = logits + logistic_noise(logits)
+    batch = selected.shape[0]
+    bits = (selected.detach().reshape(batch, width, n) > 0.5).to(torch.int64)
+    address = (bits << torch.arange(n, device=selected.device)).sum(-1)
+    flat = address + torch.arange(width, device=selected.device) * size
+    hard = (perturbed.detach().reshape(-1)[flat] > 0).to(selected.dtype)
+    soft = multilinear(selected, torch.sigmoid(perturbed))
+    return hard + (soft - soft.detach())
+
+
+def relaxed_select(x: Tensor, weight: Tensor, tau: float, estimator: str, pool: Tensor | None = None) -> Tensor:
+    """A learnable mapping's inputs ``[B, R]`` under ``"soft"`` (the mixture ``x @ softmax(weight / tau)^T``) or
+    ``"gumbel"`` (forward ``x[:, argmax(weight / tau + g)]`` with Gumbel noise ``g``, backward that mixture's
+    gradient with the same noise); ``"hard"`` is :func:`learnable_select`. With a ``pool`` ``[R, K]`` the candidates
+    of input ``r`` are ``x[:, pool[r]]`` (``weight`` ``[R, K]``) instead of every input."""
+    logits = weight / tau
+    if estimator == "gumbel":
+        u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+        logits = logits - torch.log(-torch.log(u))
+    mixture = torch.softmax(logits, dim=1).to(x.dtype)
+    choice = logits.detach().argmax(dim=1)
+    if pool is None:
+        soft = x @ mixture.t()
+        hard = x[:, choice]
+    else:
+        rows, k = pool.shape
+        pooled = x[:, pool.reshape(-1)].reshape(x.shape[0], rows, k)
+        soft = (pooled * mixture).sum(-1)
+        hard = x[:, pool.gather(1, choice.unsqueeze(1)).squeeze(1)]
+    if estimator == "soft":
+        return soft
+    return hard + (soft - soft.detach())
+
+
 __all__ = [
     "MAX_ARITY",
+    "CandidateSelect",
     "KernelLookup",
     "LearnableSelect",
     "TorchLookup",
+    "candidate_select",
     "efd_gradients",
     "efd_matrix",
+    "gumbel_lookup",
     "learnable_select",
+    "logistic_noise",
     "lookup",
     "lut_lookup",
+    "multilinear",
+    "random_pool",
+    "relaxed_select",
+    "soft_lookup",
 ]
