@@ -195,8 +195,20 @@ def test_candidate_select_is_learnable_select_over_the_pool() -> None:
     assert x0 is not None and x1 is not None and torch.allclose(x0, x1, atol=1e-6)
     assert torch.allclose(w0, w1, atol=1e-6)
     for estimator in ("soft", "gumbel"):
-        out = relaxed_select(x, weight, 0.05, estimator, pool)
-        assert out.shape == (20, rows) and bool(torch.isfinite(out).all())
+        # The relaxed selections: the gradient is the mixture's alone (the Gumbel one's with the same noise).
+        torch.manual_seed(13)
+        xs = x.clone().requires_grad_(True)
+        out = relaxed_select(xs, weight, 0.05, estimator, pool)
+        (out * grad).sum().backward()
+        torch.manual_seed(13)
+        logits = weight / 0.05
+        if estimator == "gumbel":
+            logits = logits - torch.log(-torch.log(torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)))
+            assert torch.equal(out, x[:, pool.gather(1, logits.argmax(1, keepdim=True)).squeeze(1)])
+        mixture = torch.zeros(rows, width).scatter_(1, pool, torch.softmax(logits, dim=1))
+        if estimator == "soft":
+            assert torch.allclose(out, x @ mixture.t(), atol=1e-6)
+        assert xs.grad is not None and torch.allclose(xs.grad, grad @ mixture, atol=1e-5)
 
 
 def test_learnable_wires_are_the_argmax_candidates() -> None:

@@ -176,7 +176,7 @@ class LUTLayer(nn.Module):
             pool = self.candidates if self.num_candidates is not None else None
             selected = relaxed_select(x, self.mapping_weight, self.lm_tau, self.estimator, pool)
         else:
-            selected = x[:, self.inputs.reshape(-1)]
+            selected = torch.index_select(x, 1, self.inputs.reshape(-1))
         if self.estimator == "soft":
             return soft_lookup(selected, self.tables, self.temperature)
         return gumbel_lookup(selected, self.tables, self.temperature)

@@ -200,13 +200,15 @@ class CandidateSelect(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         x, weight, pool = ctx.saved_tensors
         rows, k = pool.shape
+        grad_t = grad.t()  # [R, B]: rows of samples, so that gathering and adding run over contiguous rows
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            spread = grad.unsqueeze(-1) * torch.softmax(weight / ctx.tau, dim=1).to(grad.dtype)  # [B, R, K]
-            grad_x = torch.zeros_like(x).index_add_(1, pool.reshape(-1), spread.reshape(x.shape[0], rows * k))
+            spread = grad_t.unsqueeze(1) * torch.softmax(weight / ctx.tau, dim=1).to(grad.dtype).unsqueeze(-1)
+            grad_x_t = torch.zeros(x.shape[1], x.shape[0], dtype=x.dtype, device=x.device)
+            grad_x = grad_x_t.index_add_(0, pool.reshape(-1), spread.reshape(rows * k, -1)).t()
         if ctx.needs_input_grad[1]:
-            pooled = x[:, pool.reshape(-1)].reshape(x.shape[0], rows, k)
-            grad_w = torch.einsum("br,brk->rk", grad, pooled).to(weight.dtype)
+            pooled = x.t().contiguous()[pool]  # [R, K, B]
+            grad_w = torch.einsum("rb,rkb->rk", grad_t, pooled).to(weight.dtype)
         return grad_x, grad_w, None, None
 
 
@@ -239,11 +241,12 @@ def multilinear(selected: Tensor, probabilities: Tensor) -> Tensor:
     n = size.bit_length() - 1
     x = selected.reshape(selected.shape[0], width, n)
     x = x + (x.clamp(0, 1) - x).detach()
-    weights = torch.ones_like(x[..., :1])
-    for j in range(n):  # after step j the last dimension is indexed by bits 0..j, bit j the most significant
-        xj = x[..., j : j + 1]
-        weights = torch.cat([weights * (1 - xj), weights * xj], dim=-1)
-    return torch.einsum("bla,la->bl", weights, probabilities.to(weights.dtype))
+    # Interpolate along the most significant address bit first: each step halves the entries left.
+    values = probabilities.to(x.dtype).unsqueeze(0)  # [1, L, 2**n], broadcast over the batch by the first step
+    for j in reversed(range(n)):
+        half = 1 << j
+        values = torch.lerp(values[..., :half], values[..., half:], x[..., j : j + 1])
+    return values.squeeze(-1)
 
 
 def soft_lookup(selected: Tensor, tables: Tensor, temperature: float) -> Tensor:
@@ -287,15 +290,15 @@ def relaxed_select(x: Tensor, weight: Tensor, tau: float, estimator: str, pool: 
     choice = logits.detach().argmax(dim=1)
     if pool is None:
         soft = x @ mixture.t()
-        hard = x[:, choice]
     else:
         rows, k = pool.shape
-        pooled = x[:, pool.reshape(-1)].reshape(x.shape[0], rows, k)
-        soft = (pooled * mixture).sum(-1)
-        hard = x[:, pool.gather(1, choice.unsqueeze(1)).squeeze(1)]
+        # index_select: its backward adds in a fixed order (indexing's backward on this view does not, with threads).
+        pooled = torch.index_select(x.t(), 0, pool.reshape(-1)).view(rows, k, x.shape[0])
+        soft = torch.einsum("rkb,rk->br", pooled, mixture)
+        choice = pool.gather(1, choice.unsqueeze(1)).squeeze(1)
     if estimator == "soft":
         return soft
-    return hard + (soft - soft.detach())
+    return x.detach()[:, choice] + (soft - soft.detach())  # the forward's choice, the gradient the mixture's
 
 
 __all__ = [
