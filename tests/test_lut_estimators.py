@@ -61,7 +61,7 @@ def train_steps(model: nn.Sequential, x: torch.Tensor, steps: int, seed: int) ->
         for p in model.parameters():
             assert p.grad is not None and bool(torch.isfinite(p.grad).all())
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 
