@@ -150,24 +150,8 @@ def train(
     validation accuracy (the first of equals), by default ``run.best.ckpt`` beside ``checkpoint``; it is an ordinary
     checkpoint (at the end of that epoch) that :func:`load_checkpoint` reads.
     """
-    if epochs < 1 or batch_size < 1 or eval_batch_size < 1:
-        raise ValueError(f"epochs and batch sizes must be >= 1, got epochs={epochs}, batch_size={batch_size}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number, got {lr}")
-    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
-        raise InputError(f"weight_decay must be a number >= 0, got {weight_decay}")
-    if not 0 <= val_split < 1:
-        raise InputError(f"val_split must be a fraction 0 <= val_split < 1, got {val_split}")
-    if step_size is not None and step_size < 1:
-        raise InputError(f"step_size must be a number of epochs >= 1, got {step_size}")
-    if not (gamma > 0 and math.isfinite(gamma)):
-        raise InputError(f"gamma must be a positive number, got {gamma}")
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs a checkpoint path")
-    if history is True and checkpoint is None:
-        raise InputError("history=True puts the history beside the checkpoint: it needs checkpoint= (or pass a path)")
-    if best_checkpoint is not None and val_split == 0:
-        raise InputError("best_checkpoint= keeps the epoch of the best validation accuracy: it needs val_split > 0")
+    _check_arguments(epochs, batch_size, eval_batch_size, lr, weight_decay, val_split, step_size, gamma)
+    _check_outputs(checkpoint, resume, history, best_checkpoint, val_split)
     if extra is not None:
         check_plain(dict(extra), "extra")
     settings = Settings(epochs, batch_size, lr, seed, canonical_schedule(schedule), eval_batch_size, progress,
@@ -188,3 +172,36 @@ def train(
     # The loss and the checkpoint writer are looked up here, at the call, so that they can be replaced for a test.
     run = prepare(model, data, settings, resolved, outputs, resume, extra, F.cross_entropy, _atomic_save)
     return execute(run)
+
+
+def _check_arguments(
+    epochs: int, batch_size: int, eval_batch_size: int, lr: float, weight_decay: float, val_split: float,
+    step_size: int | None, gamma: float,
+) -> None:
+    """Refuses a setting out of range, naming it (before anything is loaded or trained)."""
+    if epochs < 1 or batch_size < 1 or eval_batch_size < 1:
+        raise ValueError(f"epochs and batch sizes must be >= 1, got epochs={epochs}, batch_size={batch_size}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, got {lr}")
+    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
+        raise InputError(f"weight_decay must be a number >= 0, got {weight_decay}")
+    if not 0 <= val_split < 1:
+        raise InputError(f"val_split must be a fraction 0 <= val_split < 1, got {val_split}")
+    if step_size is not None and step_size < 1:
+        raise InputError(f"step_size must be a number of epochs >= 1, got {step_size}")
+    if not (gamma > 0 and math.isfinite(gamma)):
+        raise InputError(f"gamma must be a positive number, got {gamma}")
+
+
+def _check_outputs(
+    checkpoint: PathLike | None, resume: bool, history: PathLike | bool | None, best_checkpoint: PathLike | None,
+    val_split: float,
+) -> None:
+    """Refuses output settings that need another one: resume and history=True need a checkpoint, a best checkpoint
+    a validation split."""
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs a checkpoint path")
+    if history is True and checkpoint is None:
+        raise InputError("history=True puts the history beside the checkpoint: it needs checkpoint= (or pass a path)")
+    if best_checkpoint is not None and val_split == 0:
+        raise InputError("best_checkpoint= keeps the epoch of the best validation accuracy: it needs val_split > 0")
