@@ -11,6 +11,8 @@ import bitlogic
 from bitlogic.nn import DistributiveThermometer, GroupSum, LogicLayer, LUTLayer, Thermometer
 from bitlogic.nn.encoders import MIN_GAP, ordered_thresholds, raw_thresholds
 
+from _exactness import assert_exact, train_steps
+
 FEATURES = 10
 BITS = 4
 
@@ -28,28 +30,6 @@ def model_with(encoder: nn.Module, seed: int) -> nn.Sequential:
     torch.manual_seed(seed)
     width = FEATURES * BITS
     return nn.Sequential(encoder, nn.Flatten(), LUTLayer(width, 40, n=4), LogicLayer(40, 30), GroupSum(3, tau=5.0))
-
-
-def train(model: nn.Sequential, x: torch.Tensor, steps: int, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (x.shape[0],), generator=g)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    model.train()
-    for _ in range(steps):
-        loss = nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        assert torch.isfinite(loss)
-
-
-def assert_exact(model: nn.Sequential, x: torch.Tensor) -> bitlogic.Network:
-    net = bitlogic.compile(model)
-    with torch.no_grad():
-        expected = model.eval()(x)
-    got = torch.from_numpy(net.scores(x.reshape(x.shape[0], -1).numpy())).to(torch.float32) / 5.0
-    assert torch.equal(got, expected), (got - expected).abs().max()
-    return net
 
 
 def increasing(t: torch.Tensor) -> bool:
@@ -133,7 +113,7 @@ def test_trained_thresholds_move_stay_ordered_and_export_exactly(kind: str) -> N
         encoder = DistributiveThermometer(BITS, learnable=True).fit(x)
     model = model_with(encoder, 3)
     before = encoder.thresholds.detach().clone()
-    train(model, x, steps=10, seed=3)
+    train_steps(model, x, steps=10, seed=3)
     after = encoder.thresholds.detach()
     assert not torch.equal(before, after)
     assert increasing(after)
@@ -151,7 +131,7 @@ def test_uint8_features_export_exactly() -> None:
     x = torch.randint(0, 256, (300, FEATURES), generator=g).to(torch.uint8)
     for encoder in (Thermometer(BITS, 0.0, 255.0, learnable=True), DistributiveThermometer(BITS, learnable=True).fit(x)):
         model = model_with(encoder, 7)
-        train(model, x, steps=8, seed=7)
+        train_steps(model, x, steps=8, seed=7)
         assert increasing(encoder.thresholds)
         assert_exact(model, torch.randint(0, 256, (400, FEATURES), generator=g).to(torch.uint8))
 
@@ -159,7 +139,7 @@ def test_uint8_features_export_exactly() -> None:
 def test_training_is_reproducible_under_a_seed() -> None:
     def run() -> torch.Tensor:
         encoder = DistributiveThermometer(BITS, learnable=True).fit(features(200, 8))
-        train(model_with(encoder, 8), features(200, 8), steps=5, seed=8)
+        train_steps(model_with(encoder, 8), features(200, 8), steps=5, seed=8)
         return encoder.thresholds.detach()
 
     assert torch.equal(run(), run())
@@ -168,7 +148,7 @@ def test_training_is_reproducible_under_a_seed() -> None:
 def test_state_dict_round_trip_of_learnable_encoders() -> None:
     x = features(200, 9)
     encoder = DistributiveThermometer(BITS, learnable=True).fit(x)
-    train(model_with(encoder, 9), x, steps=4, seed=9)
+    train_steps(model_with(encoder, 9), x, steps=4, seed=9)
     fresh = DistributiveThermometer(BITS, learnable=True)  # unfitted: takes the fitted shape from the state_dict
     fresh.load_state_dict(encoder.state_dict())
     assert torch.equal(fresh.thresholds, encoder.thresholds)

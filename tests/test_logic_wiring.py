@@ -12,6 +12,8 @@ from bitlogic.nn import GroupSum, LogicLayer, Thermometer
 from bitlogic.nn.logic import DEFAULT_CANDIDATES
 from bitlogic.ops.logic import gates_torch, mix_candidates
 
+from _exactness import assert_exact, train_steps
+
 FEATURES, BITS = 10, 3
 
 
@@ -37,30 +39,6 @@ def build(seed: int, estimator: str = "soft", parametrization: str = "softmax16"
             if isinstance(m, LogicLayer) and m.connections == "learned":
                 m.wire_logits.normal_(0.0, 2.0)
     return model
-
-
-def assert_exact(model: nn.Sequential, x: torch.Tensor) -> bitlogic.Network:
-    net = bitlogic.compile(model)
-    model.eval()
-    with torch.no_grad():
-        expected = model(x)
-    head = model[-1]
-    assert isinstance(head, GroupSum)
-    got = torch.from_numpy(net.scores(x.numpy())).to(torch.float32) / head.tau
-    assert torch.equal(got, expected), (got - expected).abs().max()
-    return net
-
-
-def train_steps(model: nn.Sequential, x: torch.Tensor, steps: int, seed: int) -> None:
-    y = torch.randint(0, 3, (x.shape[0],), generator=torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    model.train()
-    for _ in range(steps):
-        loss = nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        assert torch.isfinite(loss)
 
 
 def test_learned_layer_holds_candidates_and_logits() -> None:

@@ -21,6 +21,8 @@ from bitlogic.ops.lut import (
     soft_lookup,
 )
 
+from _exactness import assert_exact
+
 FEATURES = 12
 BITS = 3
 ESTIMATORS = ["hard", "soft", "gumbel"]
@@ -63,14 +65,6 @@ def train_steps(model: nn.Sequential, x: torch.Tensor, steps: int, seed: int) ->
         optimizer.step()
         losses.append(float(loss.detach()))
     return losses
-
-
-def assert_exact(model: nn.Sequential, x: torch.Tensor) -> None:
-    net = bitlogic.compile(model)
-    with torch.no_grad():
-        expected = model.eval()(x)
-    got = torch.from_numpy(net.scores(x.numpy())).to(torch.float32) / 7.0
-    assert torch.equal(got, expected), (got - expected).abs().max()
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)

@@ -29,6 +29,8 @@ from bitlogic.nn._export import LayerPart
 from bitlogic.nn.logic import NUM_OPS, op_truth_table
 from bitlogic.nn.lut import MAX_ARITY, efd_gradients, efd_matrix
 
+from _exactness import assert_exact, train_steps
+
 FEATURES = 12
 
 
@@ -85,32 +87,6 @@ def features(n: int, seed: int) -> torch.Tensor:
     on = torch.rand(n, FEATURES, generator=g) < 0.2
     x[on] = torch.tensor([-0.5, 0.0, 0.5])[torch.randint(0, 3, (int(on.sum()),), generator=g)]
     return x
-
-
-def assert_exact(model: nn.Sequential, x: torch.Tensor) -> bitlogic.Network:
-    net = bitlogic.compile(model)
-    model.eval()
-    with torch.no_grad():
-        expected = model(x)
-    head = model[-1]
-    assert isinstance(head, GroupSum)
-    got = torch.from_numpy(net.scores(x.numpy())).to(torch.float32) / head.tau
-    assert torch.equal(got, expected), (got - expected).abs().max()
-    assert np.array_equal(net.predict(x.numpy()), bitlogic.reference.network_predict(net, x.numpy()))
-    return net
-
-
-def train_steps(model: nn.Sequential, x: torch.Tensor, steps: int, seed: int, classes: int = 3) -> None:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, classes, (x.shape[0],), generator=g)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    model.train()
-    for _ in range(steps):
-        loss = nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        assert torch.isfinite(loss)
 
 
 FAMILIES = ["logic", "logic-inputwise", "lut", "lut-learnable", "binary", "mixed"]
