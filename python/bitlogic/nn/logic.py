@@ -25,7 +25,6 @@ from torch import Tensor, nn
 from bitlogic.nn._export import LayerPart
 from bitlogic.ops.inputs import float_inputs
 from bitlogic.ops.logic import (
-    ESTIMATORS,
     GATE_COEFFICIENTS,
     NUM_OPS,
     PASS_A,
@@ -37,10 +36,10 @@ from bitlogic.ops.logic import (
     op_truth_table,
     scale_grad,
 )
+from bitlogic.ops.estimators import Estimator, check_estimator
 from bitlogic.spec import GateLayer
 
 Connections = Literal["random", "unique", "learned"]
-Estimator = Literal["soft", "gumbel", "hard"]
 
 #: Candidate wires per gate input of ``connections="learned"`` when ``candidates`` is not given.
 DEFAULT_CANDIDATES = 8
@@ -140,10 +139,7 @@ class LogicLayer(nn.Module):
             raise ValueError(f"LogicLayer: candidates must be a positive integer, got {candidates!r}")
         if init not in ("random", "residual"):
             raise ValueError(f"LogicLayer: init must be 'random' or 'residual', got {init!r}")
-        if estimator not in ESTIMATORS:
-            raise ValueError(
-                f"LogicLayer: estimator must be one of {', '.join(map(repr, ESTIMATORS))}, got {estimator!r}"
-            )
+        check_estimator(estimator, "LogicLayer")
         if not tau_gumbel > 0:
             raise ValueError(f"LogicLayer: tau_gumbel must be positive, got {tau_gumbel}")
         self.in_dim, self.out_dim = in_dim, out_dim

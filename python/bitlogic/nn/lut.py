@@ -32,11 +32,10 @@ from bitlogic.ops.lut import (
     relaxed_select,
     soft_lookup,
 )
+from bitlogic.ops.estimators import ESTIMATORS, Estimator, check_estimator
 from bitlogic.spec import LutLayer
 
 Mapping = Literal["random", "learnable", "arange"]
-Estimator = Literal["soft", "gumbel", "hard"]
-ESTIMATORS = ("soft", "gumbel", "hard")
 
 
 class LUTLayer(nn.Module):
@@ -102,8 +101,7 @@ class LUTLayer(nn.Module):
             raise ValueError(f"LUTLayer: in_dim and out_dim must be positive, got {in_dim} and {out_dim}")
         if not 1 <= n <= MAX_ARITY:
             raise ValueError(f"LUTLayer: n must be in 1..{MAX_ARITY}, got {n}")
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"LUTLayer: estimator must be 'soft', 'gumbel' or 'hard', got {estimator!r}")
+        check_estimator(estimator, "LUTLayer")
         if estimator != "hard" and not ste:
             raise ValueError(f"LUTLayer: ste=False is a variant of the 'hard' estimator, not of {estimator!r}")
         if candidates is not None and mapping != "learnable":

@@ -8,7 +8,9 @@ One module per layer family holds its shared math (gate relaxations, EFD gradien
 * :mod:`bitlogic.ops.lut`: lookup tables with EFD gradients, on the CUDA kernels of :mod:`bitlogic.gpu.lut` or
   plain torch;
 * :mod:`bitlogic.ops.binary`: XNOR-popcount dot products with straight-through sign estimators, on the CUDA kernels
-  of :mod:`bitlogic.gpu.binary` or plain torch.
+  of :mod:`bitlogic.gpu.binary` or plain torch;
+* :mod:`bitlogic.ops.estimators`: what the families share in training a discrete choice (the estimators' names, the
+  exact straight-through, Gumbel and logistic noise).
 
 Every path gives the same outputs and gradients up to float rounding (bit for bit where the module says so). The
 imports run one way, ``bitlogic.nn -> bitlogic.ops -> bitlogic.gpu``: ``gpu`` only launches kernels and knows

@@ -31,6 +31,7 @@ from bitlogic._native import NUM_OPS, OP_TABLES, gate_backward, gate_backward_co
 from bitlogic.gpu import logic as kernels
 from bitlogic.gpu import use_kernels
 from bitlogic.gpu._kernels import Backend, backend_for
+from bitlogic.ops.estimators import ESTIMATORS, gumbel_noise, straight_through
 
 #: Op code of the pass-through gate ``A`` (difflogic's order), the target of residual initialization.
 PASS_A = 3
@@ -159,35 +160,6 @@ def logic_gates(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor, backend: Backen
 #: weights while training: ``"soft"`` the softmax itself; ``"hard"`` the one-hot of the argmax forward with the
 #: softmax's gradient backward (straight-through); ``"gumbel"`` the one-hot of the argmax of logits plus Gumbel noise
 #: forward with the gradient of the tempered softmax of the noisy logits backward (Gumbel-softmax, straight-through).
-ESTIMATORS = ("soft", "gumbel", "hard")
-
-
-class StraightThrough(torch.autograd.Function):
-    """``hard`` forward, the gradient handed to ``soft`` backward. Unlike ``hard + soft - soft.detach()`` the forward
-    is ``hard`` exactly (no rounding), so a hard-trained layer computes what its ``eval()`` computes."""
-
-    @staticmethod
-    def forward(ctx: Any, hard: Tensor, soft: Tensor) -> Tensor:
-        return hard.detach().clone()
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:
-        return None, grad
-
-
-def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
-    """``hard`` in the forward pass; the gradient goes to ``soft`` (same shape) in the backward pass."""
-    out: Tensor = StraightThrough.apply(hard, soft)
-    return out
-
-
-def gumbel_noise(like: Tensor) -> Tensor:
-    """Standard Gumbel samples shaped like ``like``, ``-log(E)`` for ``E ~ Exp(1)``, from torch's global generator
-    (so ``torch.manual_seed`` reproduces them)."""
-    e = torch.empty_like(like).exponential_()
-    return -torch.log(e.clamp_min(torch.finfo(like.dtype).tiny))
-
-
 def choice_weights(logits: Tensor, estimator: str, tau: float = 1.0) -> Tensor:
     """Training weights of a choice among ``logits.shape[-1]`` options, by ``estimator`` (see :data:`ESTIMATORS`).
 
@@ -342,7 +314,6 @@ def gates(x: Tensor, ia: Tensor, ib: Tensor, coef: Tensor) -> Tensor:
 
 
 __all__ = [
-    "ESTIMATORS",
     "GATE_COEFFICIENTS",
     "NUM_OPS",
     "PASS_A",
@@ -350,16 +321,13 @@ __all__ = [
     "KernelGates",
     "MixCandidates",
     "ScaleGrad",
-    "StraightThrough",
     "choice_weights",
     "corner_coefficients",
     "corner_weights",
     "gates",
     "gates_torch",
-    "gumbel_noise",
     "logic_gates",
     "mix_candidates",
     "op_truth_table",
     "scale_grad",
-    "straight_through",
 ]

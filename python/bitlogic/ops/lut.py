@@ -29,6 +29,7 @@ from bitlogic._native import MAX_ARITY  # inputs per table the network format al
 from bitlogic.gpu import lut as kernels
 from bitlogic.gpu import use_kernels
 from bitlogic.gpu._kernels import Backend, backend_for
+from bitlogic.ops.estimators import logistic_noise, straight_through
 
 
 def efd_matrix(n: int, alpha: float, beta: float) -> Tensor:
@@ -254,12 +255,6 @@ def soft_lookup(selected: Tensor, tables: Tensor, temperature: float) -> Tensor:
     return multilinear(selected, torch.sigmoid(tables / temperature))
 
 
-def logistic_noise(like: Tensor) -> Tensor:
-    """Logistic noise ``log(u) - log(1 - u)``, the difference of two Gumbel samples, from torch's global generator."""
-    u = torch.rand_like(like).clamp(1e-6, 1 - 1e-6)
-    return torch.log(u) - torch.log1p(-u)
-
-
 def gumbel_lookup(selected: Tensor, tables: Tensor, temperature: float) -> Tensor:
     """The ``"gumbel"`` estimator: logits ``tables / temperature`` plus :func:`logistic_noise` (one draw per entry and
     step); forward the hard bit ``perturbed entry > 0`` at the inputs' address (``x > 0.5``), backward the gradient of
@@ -274,7 +269,7 @@ def gumbel_lookup(selected: Tensor, tables: Tensor, temperature: float) -> Tenso
     flat = address + torch.arange(width, device=selected.device) * size
     hard = (perturbed.detach().reshape(-1)[flat] > 0).to(selected.dtype)
     soft = multilinear(selected, torch.sigmoid(perturbed))
-    return hard + (soft - soft.detach())
+    return straight_through(hard, soft)
 
 
 def relaxed_select(x: Tensor, weight: Tensor, tau: float, estimator: str, pool: Tensor | None = None) -> Tensor:
@@ -298,7 +293,7 @@ def relaxed_select(x: Tensor, weight: Tensor, tau: float, estimator: str, pool: 
         choice = pool.gather(1, choice.unsqueeze(1)).squeeze(1)
     if estimator == "soft":
         return soft
-    return x.detach()[:, choice] + (soft - soft.detach())  # the forward's choice, the gradient the mixture's
+    return straight_through(x.detach()[:, choice], soft)  # the forward's choice, the gradient the mixture's
 
 
 __all__ = [
@@ -312,7 +307,6 @@ __all__ = [
     "efd_matrix",
     "gumbel_lookup",
     "learnable_select",
-    "logistic_noise",
     "lookup",
     "lut_lookup",
     "multilinear",
