@@ -31,10 +31,10 @@ import bitlogic.cli.evaluate
 import bitlogic.cli.info
 from bitlogic import datasets, training
 from bitlogic.cli import CliError, main
-from bitlogic.nn import BinaryLinear, DistributiveThermometer, GroupSum, Sign
 from bitlogic.spec import ENCODER_KINDS, LAYER_KINDS
 
 from _proxy import with_native
+from _training import Interrupt, tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS, BATCH, LR = 2, 64, 0.01
@@ -54,45 +54,6 @@ def one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def digits() -> datasets.Dataset:
     return datasets.load("digits")
-
-
-class Interrupt(nn.Module):
-    """Identity that raises KeyboardInterrupt (or sends a real SIGINT) on its ``at``-th training forward.
-
-    It sits last, after the batch norms have updated their running statistics, so an interrupted step has side
-    effects that the training loop must undo.
-    """
-
-    def __init__(self, at: int | None = None, real_signal: bool = False) -> None:
-        super().__init__()
-        self.at, self.real_signal, self.calls = at, real_signal, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            self.calls += 1
-            if self.calls == self.at:
-                if self.real_signal:
-                    os.kill(os.getpid(), signal.SIGINT)
-                else:
-                    raise KeyboardInterrupt
-        return x
-
-
-def tiny(ds: datasets.Dataset, seed: int = 0, hidden: int = 64, interrupt: Interrupt | None = None) -> nn.Sequential:
-    torch.manual_seed(seed)
-    bits = 2 * ds.num_features
-    return nn.Sequential(
-        DistributiveThermometer(2).fit(ds.x_train),
-        nn.Flatten(),
-        BinaryLinear(bits, hidden),
-        nn.BatchNorm1d(hidden),
-        Sign(),
-        BinaryLinear(hidden, 10 * ds.num_classes),
-        nn.BatchNorm1d(10 * ds.num_classes),
-        Sign(),
-        GroupSum(ds.num_classes, 2.0),
-        interrupt or Interrupt(),
-    )
 
 
 def fit(model: nn.Module, ds: datasets.Dataset, **kwargs: Any) -> training.TrainResult:

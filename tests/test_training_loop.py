@@ -23,9 +23,11 @@ import bitlogic.training.loop
 from bitlogic import datasets, training
 from bitlogic.cli import main
 from bitlogic.errors import CheckpointError, InputError
-from bitlogic.nn import BinaryLinear, DistributiveThermometer, GroupSum, LogicLayer, Sign
+from bitlogic.nn import BinaryLinear, DistributiveThermometer, GroupSum, LogicLayer
 from bitlogic.training.data import Data
 from bitlogic.training.schedules import make_scheduler
+
+from _training import Interrupt, tiny
 
 EPOCHS, BATCH, LR = 3, 64, 0.01
 STEPS = 23  # ceil(1437 / 64)
@@ -42,32 +44,6 @@ def one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def digits() -> datasets.Dataset:
     return datasets.load("digits")
-
-
-class Interrupt(nn.Module):
-    """Identity that raises KeyboardInterrupt on its ``at``-th training forward."""
-
-    def __init__(self, at: int | None = None) -> None:
-        super().__init__()
-        self.at, self.calls = at, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            self.calls += 1
-            if self.calls == self.at:
-                raise KeyboardInterrupt
-        return x
-
-
-def binary(ds: datasets.Dataset, seed: int = 0, interrupt: Interrupt | None = None) -> nn.Sequential:
-    torch.manual_seed(seed)
-    bits = 2 * ds.num_features
-    return nn.Sequential(
-        DistributiveThermometer(2).fit(ds.x_train), nn.Flatten(),
-        BinaryLinear(bits, 64), nn.BatchNorm1d(64), Sign(),
-        BinaryLinear(64, 10 * ds.num_classes), nn.BatchNorm1d(10 * ds.num_classes), Sign(),
-        GroupSum(ds.num_classes, 2.0), interrupt or Interrupt(),
-    )  # fmt: skip
 
 
 def logic(ds: datasets.Dataset, seed: int = 0) -> nn.Sequential:
@@ -129,20 +105,20 @@ def test_each_schedule_follows_its_definition(schedule: str, digits: datasets.Da
     assert used == pytest.approx([EXPECTED[schedule](t, total, LR) for t in range(total)], rel=1e-6, abs=1e-12)
 
     # A run records the learning rate of each epoch's last step.
-    result = fit(binary(digits), digits, schedule=schedule)
+    result = fit(tiny(digits), digits, schedule=schedule)
     lrs = [row["lr"] for row in result.records]
     assert lrs == pytest.approx([used[STEPS * (e + 1) - 1] for e in range(EPOCHS)], rel=1e-9)
 
 
 def test_step_schedule_period_and_factor(digits: datasets.Dataset) -> None:
-    result = fit(binary(digits), digits, epochs=4, schedule="step", step_size=2, gamma=0.5)
+    result = fit(tiny(digits), digits, epochs=4, schedule="step", step_size=2, gamma=0.5)
     assert [row["lr"] for row in result.records] == pytest.approx([LR, LR, LR / 2, LR / 2])
     with pytest.raises(InputError, match="unknown schedule 'linear'"):
-        fit(binary(digits), digits, schedule="linear")
+        fit(tiny(digits), digits, schedule="linear")
 
 
 def test_the_default_schedule_is_one_cycle(digits: datasets.Dataset) -> None:
-    a, b = binary(digits), binary(digits)
+    a, b = tiny(digits), tiny(digits)
     fit(a, digits, epochs=1)
     fit(b, digits, epochs=1, schedule="one-cycle")
     assert same_state(a, b)
@@ -155,12 +131,12 @@ def test_weight_decay_shrinks_the_weights(digits: datasets.Dataset) -> None:
     def norm(model: nn.Module) -> float:
         return sum(float(m.weight.detach().norm()) for m in model.modules() if isinstance(m, BinaryLinear))
 
-    plain, decayed = binary(digits), binary(digits)
+    plain, decayed = tiny(digits), tiny(digits)
     fit(plain, digits)
     fit(decayed, digits, weight_decay=1.0)
     assert norm(decayed) < 0.9 * norm(plain)
     with pytest.raises(InputError, match="weight_decay"):
-        fit(binary(digits), digits, weight_decay=-1.0)
+        fit(tiny(digits), digits, weight_decay=-1.0)
 
 
 # -- validation split -----------------------------------------------------------------------------------------------
@@ -179,7 +155,7 @@ def test_the_validation_split_is_disjoint_and_reproducible(digits: datasets.Data
     assert data.x_val is not None
     assert torch.equal(data.x_train, x[rows]) and torch.equal(data.x_val, x[held])
     with pytest.raises(InputError, match="val_split"):
-        fit(binary(digits), digits, val_split=1.0)
+        fit(tiny(digits), digits, val_split=1.0)
 
 
 def test_with_a_validation_split_the_test_set_is_evaluated_once(
@@ -193,7 +169,7 @@ def test_with_a_validation_split_the_test_set_is_evaluated_once(
         return real(model, x, *args)
 
     monkeypatch.setattr(bitlogic.training.loop, "evaluate", spy)
-    result = fit(binary(digits), digits, val_split=0.2, checkpoint=tmp_path / "run.ckpt")
+    result = fit(tiny(digits), digits, val_split=0.2, checkpoint=tmp_path / "run.ckpt")
     assert seen.count(len(digits.x_test)) == 1
     assert seen.count(round(0.2 * 1437)) == EPOCHS  # the validation split, every epoch
     assert all(not math.isnan(row["val_acc"]) for row in result.records)
@@ -225,7 +201,7 @@ def test_the_gap_is_reported_every_epoch(digits: datasets.Dataset, capsys: pytes
 
 
 def test_without_a_split_the_gap_is_measured_on_training_rows(digits: datasets.Dataset) -> None:
-    result = fit(binary(digits), digits)
+    result = fit(tiny(digits), digits)
     for row in result.records:
         assert math.isnan(row["val_acc"]) and not math.isnan(row["test_acc"])
         # binary layers have no relaxation: batch norm uses its running statistics in both
@@ -236,7 +212,7 @@ def test_without_a_split_the_gap_is_measured_on_training_rows(digits: datasets.D
 
 
 def test_the_history_file_has_one_row_per_epoch(digits: datasets.Dataset, tmp_path: Path) -> None:
-    result = fit(binary(digits), digits, checkpoint=tmp_path / "run.ckpt", history=True, val_split=0.2)
+    result = fit(tiny(digits), digits, checkpoint=tmp_path / "run.ckpt", history=True, val_split=0.2)
     path = tmp_path / "run.history.csv"
     with path.open() as f:
         reader = csv.DictReader(f)
@@ -247,27 +223,27 @@ def test_the_history_file_has_one_row_per_epoch(digits: datasets.Dataset, tmp_pa
     assert without_seconds(training.read_history(path)) == without_seconds(result.records)
 
     json_path = tmp_path / "h.json"
-    fit(binary(digits), digits, history=json_path)
+    fit(tiny(digits), digits, history=json_path)
     loaded = json.loads(json_path.read_text())
     assert len(loaded) == EPOCHS and list(loaded[0]) == list(training.COLUMNS)
     assert loaded[0]["val_acc"] is None  # no split: null, not NaN (which is not JSON)
     with pytest.raises(InputError, match=".csv or .json"):
-        fit(binary(digits), digits, history=tmp_path / "h.txt")
+        fit(tiny(digits), digits, history=tmp_path / "h.txt")
     with pytest.raises(InputError, match="needs checkpoint"):
-        fit(binary(digits), digits, history=True)
+        fit(tiny(digits), digits, history=True)
 
 
 def test_the_history_file_after_interrupt_and_resume(digits: datasets.Dataset, tmp_path: Path) -> None:
-    straight = fit(binary(digits), digits, history=tmp_path / "straight.csv")
+    straight = fit(tiny(digits), digits, history=tmp_path / "straight.csv")
     ckpt, history = tmp_path / "run.ckpt", tmp_path / "run.json"
     with pytest.raises(KeyboardInterrupt):
-        fit(binary(digits, interrupt=Interrupt(STEPS + 5)), digits, checkpoint=ckpt, history=history)
+        fit(tiny(digits, interrupt=Interrupt(STEPS + 5)), digits, checkpoint=ckpt, history=history)
     assert len(json.loads(history.read_text())) == 1  # the first epoch
-    resumed = fit(binary(digits, seed=7), digits, checkpoint=ckpt, history=history, resume=True)
+    resumed = fit(tiny(digits, seed=7), digits, checkpoint=ckpt, history=history, resume=True)
     assert without_seconds(resumed.records) == without_seconds(straight.records)
     assert without_seconds(training.read_history(history)) == without_seconds(straight.records)
     # A resumed finished run leaves the file as it was.
-    fit(binary(digits), digits, checkpoint=ckpt, history=history, resume=True)
+    fit(tiny(digits), digits, checkpoint=ckpt, history=history, resume=True)
     assert len(training.read_history(history)) == EPOCHS
 
 
@@ -277,29 +253,29 @@ def test_the_history_file_after_interrupt_and_resume(digits: datasets.Dataset, t
 def test_the_best_checkpoint_holds_the_best_validation_epoch(digits: datasets.Dataset, tmp_path: Path) -> None:
     ckpt = tmp_path / "run.ckpt"
     # A high constant learning rate makes the validation accuracy move about.
-    result = fit(binary(digits), digits, epochs=5, lr=0.2, schedule="constant", val_split=0.25, checkpoint=ckpt)
+    result = fit(tiny(digits), digits, epochs=5, lr=0.2, schedule="constant", val_split=0.25, checkpoint=ckpt)
     accuracies = [row["val_acc"] for row in result.records]
     best = accuracies.index(max(accuracies)) + 1
     assert (result.best_epoch, result.best_val_accuracy) == (best, max(accuracies))
     saved = training.load_checkpoint(tmp_path / "run.best.ckpt")
     assert saved["epoch"] == best and saved["step"] == 0
-    model = binary(digits, seed=3)
+    model = tiny(digits, seed=3)
     model.load_state_dict(saved["model"])
     data = Data.prepare(digits, None, torch.device("cpu"), 0.25, 0)
     assert training.evaluate(model, data.x_val, data.y_val) == max(accuracies)
 
     other = tmp_path / "elsewhere.ckpt"
-    fit(binary(digits), digits, epochs=1, val_split=0.25, best_checkpoint=other)
+    fit(tiny(digits), digits, epochs=1, val_split=0.25, best_checkpoint=other)
     assert training.load_checkpoint(other)["epoch"] == 1
     with pytest.raises(InputError, match="val_split"):
-        fit(binary(digits), digits, best_checkpoint=other)
+        fit(tiny(digits), digits, best_checkpoint=other)
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------------
 
 
 def test_arrays_tensors_and_loaders_train_like_the_dataset(digits: datasets.Dataset) -> None:
-    reference = binary(digits)
+    reference = tiny(digits)
     expected = fit(reference, digits, epochs=2)
     xt, yt = torch.as_tensor(digits.x_train), torch.as_tensor(digits.y_train)
     xs, ys = torch.as_tensor(digits.x_test), torch.as_tensor(digits.y_test)
@@ -311,12 +287,12 @@ def test_arrays_tensors_and_loaders_train_like_the_dataset(digits: datasets.Data
         ((DataLoader(TensorDataset(xt, yt), batch_size=100), DataLoader(TensorDataset(xs, ys))), None),
     ]
     for data, test in inputs:
-        model = binary(digits)
+        model = tiny(digits)
         result = fit(model, data, epochs=2, test=test)
         assert same_state(model, reference)
         assert without_seconds(result.records) == without_seconds(expected.records)
 
-    no_test = fit(binary(digits), (digits.x_train, digits.y_train), epochs=1)
+    no_test = fit(tiny(digits), (digits.x_train, digits.y_train), epochs=1)
     assert math.isnan(no_test.test_accuracy) and not math.isnan(no_test.records[0]["gap"])
 
 
@@ -336,7 +312,7 @@ def test_other_inputs_are_input_errors(
     data: Any, test: Any, message: str, digits: datasets.Dataset
 ) -> None:
     with pytest.raises(InputError, match=message):
-        fit(binary(digits), digits if data == "dataset" else data, test=test)
+        fit(tiny(digits), digits if data == "dataset" else data, test=test)
 
 
 def test_a_loader_resumes_exactly_only_when_it_yields_the_same_samples(
@@ -345,34 +321,34 @@ def test_a_loader_resumes_exactly_only_when_it_yields_the_same_samples(
     xt, yt = torch.as_tensor(digits.x_train), torch.as_tensor(digits.y_train)
     xs, ys = torch.as_tensor(digits.x_test), torch.as_tensor(digits.y_test)
     test = DataLoader(TensorDataset(xs, ys), batch_size=100)
-    straight = binary(digits)
+    straight = tiny(digits)
     expected = fit(straight, DataLoader(TensorDataset(xt, yt), batch_size=100), test=test)
 
     ckpt = tmp_path / "run.ckpt"
     with pytest.raises(KeyboardInterrupt):
-        fit(binary(digits, interrupt=Interrupt(30)), DataLoader(TensorDataset(xt, yt), batch_size=100), test=test,
+        fit(tiny(digits, interrupt=Interrupt(30)), DataLoader(TensorDataset(xt, yt), batch_size=100), test=test,
             checkpoint=ckpt)
-    resumed = binary(digits, seed=5)
+    resumed = tiny(digits, seed=5)
     result = fit(resumed, DataLoader(TensorDataset(xt, yt), batch_size=100), test=test, checkpoint=ckpt, resume=True)
     assert same_state(resumed, straight)
     assert without_seconds(result.records) == without_seconds(expected.records)
 
     with pytest.raises(KeyboardInterrupt):
-        fit(binary(digits, interrupt=Interrupt(30)), DataLoader(TensorDataset(xt, yt), batch_size=100), test=test,
+        fit(tiny(digits, interrupt=Interrupt(30)), DataLoader(TensorDataset(xt, yt), batch_size=100), test=test,
             checkpoint=ckpt)
     shuffled = DataLoader(TensorDataset(xt, yt), batch_size=100, shuffle=True)
     with pytest.raises(CheckpointError, match="same samples in the same order"):
-        fit(binary(digits), shuffled, test=test, checkpoint=ckpt, resume=True)
+        fit(tiny(digits), shuffled, test=test, checkpoint=ckpt, resume=True)
 
 
 def test_resume_refuses_other_new_settings(digits: datasets.Dataset, tmp_path: Path) -> None:
     ckpt = tmp_path / "run.ckpt"
-    fit(binary(digits), digits, epochs=1, checkpoint=ckpt, weight_decay=0.1, val_split=0.2)
+    fit(tiny(digits), digits, epochs=1, checkpoint=ckpt, weight_decay=0.1, val_split=0.2)
     with pytest.raises(CheckpointError, match="weight_decay=0.1"):
-        fit(binary(digits), digits, epochs=1, checkpoint=ckpt, val_split=0.2, resume=True)
+        fit(tiny(digits), digits, epochs=1, checkpoint=ckpt, val_split=0.2, resume=True)
     with pytest.raises(CheckpointError, match="val_split=0.2"):
-        fit(binary(digits), digits, epochs=1, checkpoint=ckpt, weight_decay=0.1, resume=True)
-    fit(binary(digits), digits, epochs=1, checkpoint=ckpt, weight_decay=0.1, val_split=0.2, resume=True)
+        fit(tiny(digits), digits, epochs=1, checkpoint=ckpt, weight_decay=0.1, resume=True)
+    fit(tiny(digits), digits, epochs=1, checkpoint=ckpt, weight_decay=0.1, val_split=0.2, resume=True)
 
 
 # -- the command line -----------------------------------------------------------------------------------------------
