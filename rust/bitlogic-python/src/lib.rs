@@ -33,6 +33,7 @@ const CUDA_SOURCES: &[(&str, &str)] = &[
     ("logic_layer.cu", include_str!("../../../cuda/logic_layer.cu")),
     ("lut_layer.cu", include_str!("../../../cuda/lut_layer.cu")),
     ("binary_linear.cu", include_str!("../../../cuda/binary_linear.cu")),
+    ("candidates.cu", include_str!("../../../cuda/candidates.cu")),
     ("packed_inference.cu", include_str!("../../../cuda/packed_inference.cu")),
 ];
 
