@@ -15,7 +15,8 @@ import torch
 
 from bitlogic.gpu import candidates
 from bitlogic.gpu._kernels import Backend, backend_for
-from bitlogic.ops.logic import MixCandidates
+from bitlogic.nn import LogicLayer
+from bitlogic.ops.logic import MixCandidates, kernel_mix
 from cuda_emulator import Emulator, available
 
 pytestmark = pytest.mark.skipif(not available(), reason="the CPU emulator of the CUDA kernels needs g++")
@@ -219,6 +220,82 @@ def test_bad_inputs_are_refused_before_any_launch(emulator: Emulator) -> None:
     assert len(emulator.launches) == launches
 
 
+def _autograd(xt: torch.Tensor, pool: torch.Tensor, w: torch.Tensor, grad: torch.Tensor, backend: Backend,
+              v: torch.Tensor | None = None) -> Result:
+    x = xt.detach().clone().requires_grad_()
+    weights = w.detach().clone().requires_grad_()
+    out = kernel_mix(x, pool, weights, v, backend)
+    out.backward(grad)
+    assert x.grad is not None and weights.grad is not None
+    return out.detach(), x.grad, weights.grad
+
+
+@pytest.mark.parametrize("weights", ["soft", "one-hot"])
+def test_the_autograd_function_matches_the_reference(emulator: Emulator, weights: str) -> None:
+    xt, pool, w = _problem(61, 14, 30, 6, seed=4, weights=weights)
+    grad = torch.randn(30, 61, generator=torch.Generator().manual_seed(9))
+    got = _autograd(xt, pool, w, grad, emulator)
+    _close(got, _reference(xt, pool, w, grad))
+    assert got[2].dtype == torch.float32
+
+
+def test_the_autograd_function_spreads_the_input_gradient_by_the_backward_weights(emulator: Emulator) -> None:
+    xt, pool, hard = _problem(50, 12, 20, 5, seed=8, weights="one-hot")
+    soft = torch.softmax(torch.randn(20, 5, generator=torch.Generator().manual_seed(3)), dim=1)
+    grad = torch.randn(20, 50, generator=torch.Generator().manual_seed(4))
+    out, gx, gw = _autograd(xt, pool, hard, grad, emulator, v=soft)
+    ref_out, _, ref_gw = _reference(xt, pool, hard, grad)  # the forward pass and weight gradient ignore v
+    _, ref_gx, _ = _reference(xt, pool, soft, grad)  # the input gradient is the soft mixture's
+    torch.testing.assert_close(out.double(), ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gx.double(), ref_gx, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw.double(), ref_gw, rtol=1e-5, atol=1e-4)
+
+
+def test_gradcheck_in_float64(emulator: Emulator) -> None:
+    xt, pool, w = _problem(9, 5, 7, 3, seed=13, weights="real")
+    pool[0] = 2  # one choice lists an input three times
+    x = xt.double().requires_grad_()
+    weights = w.double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, w: kernel_mix(x, pool, w, None, emulator), (x, weights))
+
+
+def test_candidates_outside_the_inputs_are_refused_by_the_op(emulator: Emulator) -> None:
+    with pytest.raises(ValueError, match="candidate 4 is outside the 4 inputs"):
+        kernel_mix(torch.rand(4, 3), torch.tensor([[0, 4]]), torch.ones(1, 2), None, emulator)
+
+
+@pytest.mark.parametrize("estimator", ["soft", "hard"])
+def test_a_learned_wiring_layer_routes_its_mix_to_the_kernels(emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
+                                                             estimator: str) -> None:
+    # mix_candidates' GPU branch, taken on the CPU: the emulator stands in for the GPU (float64, which no CPU kernel
+    # takes), and the layer's step must match the pure-torch one.
+    from bitlogic.ops import logic as ops
+
+    torch.manual_seed(0)
+    layer = LogicLayer(20, 30, connections="learned", candidates=4, estimator=estimator).double()
+    x = torch.rand(37, 20, dtype=torch.float64, requires_grad=True)
+    params = [x, *layer.parameters()]
+
+    def step() -> list[torch.Tensor]:
+        for p in params:
+            p.grad = None
+        out = layer(x)
+        out.square().sum().backward()
+        return [out.detach(), *(p.grad.clone() for p in params if p.grad is not None)]
+
+    reference = step()
+    monkeypatch.setattr(candidates, "supports", lambda *tensors: True)
+    monkeypatch.setattr(ops, "use_kernels", lambda device: True)
+    monkeypatch.setattr(ops, "backend_for", lambda device: emulator)
+    launches = len(emulator.launches)
+    routed = step()
+    assert [k for k, _, _ in emulator.launches[launches:]] == [
+        "candidate_forward_f64", "candidate_backward_input_f64", "candidate_backward_weights_f64"]
+    assert len(routed) == len(reference) == 2 + len(list(layer.parameters()))
+    for got, want in zip(routed, reference):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 @gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_on_the_gpu_kernels_match_the_reference(dtype: torch.dtype) -> None:
@@ -240,3 +317,27 @@ def test_on_the_gpu_results_are_the_same_bits_on_every_run() -> None:
     backend = backend_for(xt.device)
     first, second = _run(xt, pool, w, grad, backend), _run(xt, pool, w, grad, backend)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+@gpu
+@pytest.mark.parametrize("estimator", ["soft", "hard", "gumbel"])
+def test_on_the_gpu_a_learned_wiring_step_matches_the_torch_path(monkeypatch: pytest.MonkeyPatch,
+                                                                 estimator: str) -> None:
+    torch.manual_seed(0)
+    layer = LogicLayer(200, 500, connections="learned", candidates=8, estimator=estimator).cuda()
+    x = torch.rand(256, 200, device="cuda", requires_grad=True)
+    params = [x, *layer.parameters()]
+
+    def step() -> list[torch.Tensor]:
+        for p in params:
+            p.grad = None
+        torch.manual_seed(1)  # the same Gumbel noise on both paths
+        layer(x).square().sum().backward()
+        grads = [p.grad for p in params]
+        assert all(g is not None for g in grads)
+        return [g.clone() for g in grads if g is not None]
+
+    kernel_grads = step()
+    monkeypatch.setenv("BITLOGIC_CUDA_KERNELS", "0")
+    for got, want in zip(kernel_grads, step()):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

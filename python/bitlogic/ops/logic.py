@@ -28,6 +28,7 @@ from torch import Tensor
 # The op-code convention is the core's (NUM_OPS two-input functions, OP_TABLES their truth tables), read here so
 # that training, the engine and the file format cannot disagree on what an op code means.
 from bitlogic._native import NUM_OPS, OP_TABLES, gate_backward, gate_backward_coef, gate_forward
+from bitlogic.gpu import candidates as mix_kernels
 from bitlogic.gpu import logic as kernels
 from bitlogic.gpu import use_kernels
 from bitlogic.gpu._kernels import Backend, backend_for
@@ -269,17 +270,57 @@ class MixCandidates(torch.autograd.Function):
         return grad_x, None, grad_w
 
 
+class KernelMix(torch.autograd.Function):
+    """The candidate mix ``out[r] = sum_k w[r, k] * xt[pool[r, k]]`` (feature-major ``[R, B]``) on a GPU, computed by
+    the kernels of ``cuda/candidates.cu`` through ``backend``; differentiable in ``xt`` and ``w``. float32, bfloat16
+    or float64 (for gradcheck) ``xt``, the weights and sums in float32 (float64 for float64). The backward pass
+    weights the input gradient by ``v`` (``[R, K]``, not differentiated; default ``w``), the soft weights a one-hot
+    forward ``w`` stands for under a straight-through estimator. Deterministic: no atomics."""
+
+    @staticmethod
+    def forward(ctx: Any, xt: Tensor, pool: Tensor, w: Tensor, v: Tensor | None, backend: Backend) -> Tensor:
+        xt = xt.detach().contiguous()
+        candidates = mix_kernels.pool(pool.reshape(-1), xt.shape[0])  # cached per pool buffer, with its index
+        dtype = mix_kernels.compute_dtype(xt.dtype)
+        wc = w.detach().to(dtype).contiguous()
+        out = mix_kernels.forward(xt, candidates, wc, backend)
+        ctx.save_for_backward(xt, wc if v is None else v.detach().to(dtype).contiguous())
+        ctx.candidates, ctx.backend, ctx.w_dtype, ctx.k = candidates, backend, w.dtype, pool.shape[1]
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, Tensor | None, None, None]:
+        xt, v = ctx.saved_tensors
+        need_x, _, need_w, _, _ = ctx.needs_input_grad
+        g = grad.to(xt.dtype).contiguous()
+        grad_x = mix_kernels.backward_input(xt, ctx.candidates, v, g, ctx.backend) if need_x else None
+        grad_w = (mix_kernels.backward_weights(xt, ctx.candidates, g, ctx.k, ctx.backend).to(ctx.w_dtype)
+                  if need_w else None)
+        return grad_x, None, grad_w, None, None
+
+
+def kernel_mix(xt: Tensor, pool: Tensor, w: Tensor, v: Tensor | None = None, backend: Backend | None = None) -> Tensor:
+    """:class:`KernelMix`: feature-major ``[R, B]`` mix of the ``[R, K]`` ``pool`` rows of ``xt`` ``[in_dim, B]``
+    weighted by ``w``, the input gradient weighted by ``v`` (default ``w``); ``backend`` defaults to the kernels of
+    ``xt``'s GPU. Raises ``ValueError`` for candidates outside the ``in_dim`` inputs."""
+    out: Tensor = KernelMix.apply(xt, pool, w, v, backend or backend_for(xt.device))
+    return out
+
+
 def mix_candidates(x: Tensor, candidates: Tensor, weights: Tensor) -> Tensor:
     """Feature-major ``[C, N, B]``: the ``weights``-weighted sum of the candidate wires of every gate input.
 
     ``x`` is ``[B, in_dim]``, ``candidates`` int64 ``[C, N, K]`` wire indices and ``weights`` ``[C, N, K]``. One
     gather of the ``[C*N*K, B]`` candidate values over the transposed input (no copy of ``x`` when it is a view of a
     feature-major tensor, as the kernels return) and one batched weighted sum; the result is contiguous over the
-    batch, as the gate kernels read it.
+    batch, as the gate kernels read it. GPU tensors the CUDA kernels take go to :class:`KernelMix` instead, with the
+    same results and gradients up to float rounding.
     """
     c, n, k = candidates.shape
     xt = x.t().contiguous()  # [in_dim, B]
     w = weights.reshape(c * n, k).to(x.dtype).contiguous()
+    if mix_kernels.supports(xt, candidates, w) and use_kernels(x.device):
+        return kernel_mix(xt, candidates.reshape(c * n, k), w).view(c, n, -1)
     mixed: Tensor = MixCandidates.apply(xt, candidates.reshape(-1), w)
     return mixed.view(c, n, -1)
 
@@ -319,6 +360,7 @@ __all__ = [
     "PASS_A",
     "FusedGates",
     "KernelGates",
+    "KernelMix",
     "MixCandidates",
     "ScaleGrad",
     "choice_weights",
@@ -326,6 +368,7 @@ __all__ = [
     "corner_weights",
     "gates",
     "gates_torch",
+    "kernel_mix",
     "logic_gates",
     "mix_candidates",
     "op_truth_table",
