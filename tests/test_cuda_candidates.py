@@ -16,7 +16,8 @@ import torch
 from bitlogic.gpu import candidates
 from bitlogic.gpu._kernels import Backend, backend_for
 from bitlogic.nn import LogicLayer
-from bitlogic.ops.logic import MixCandidates, kernel_mix
+from bitlogic.ops.logic import MixCandidates, kernel_mix, kernel_mix_grads
+from bitlogic.ops.lut import CandidateSelect
 from cuda_emulator import Emulator, available
 
 pytestmark = pytest.mark.skipif(not available(), reason="the CPU emulator of the CUDA kernels needs g++")
@@ -262,6 +263,26 @@ def test_gradcheck_in_float64(emulator: Emulator) -> None:
 def test_candidates_outside_the_inputs_are_refused_by_the_op(emulator: Emulator) -> None:
     with pytest.raises(ValueError, match="candidate 4 is outside the 4 inputs"):
         kernel_mix(torch.rand(4, 3), torch.tensor([[0, 4]]), torch.ones(1, 2), None, emulator)
+
+
+@pytest.mark.parametrize("need_x", [True, False])
+def test_the_gradients_alone_match_a_lut_mapping_s_candidate_select(emulator: Emulator, need_x: bool) -> None:
+    # A LUT's learnable mapping forwards its chosen candidate and differentiates the mixture softmax(W / tau).
+    g = torch.Generator().manual_seed(21)
+    x = torch.rand(43, 18, generator=g, dtype=torch.float64, requires_grad=True)  # sample-major, as LUTLayer reads
+    weight = torch.randn(24, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    pool = torch.randint(0, 18, (24, 5), generator=g)
+    grad = torch.randn(43, 24, generator=g, dtype=torch.float64)
+    CandidateSelect.apply(x, weight, pool, 0.5).backward(grad)
+    assert x.grad is not None and weight.grad is not None
+    soft = torch.softmax(weight.detach() / 0.5, dim=1)
+    gw, gx = kernel_mix_grads(x.detach().t(), pool, soft, grad.t(), need_x, emulator)
+    torch.testing.assert_close(gw, weight.grad, rtol=1e-12, atol=1e-12)
+    if need_x:
+        assert gx is not None
+        torch.testing.assert_close(gx.t(), x.grad, rtol=1e-12, atol=1e-12)
+    else:
+        assert gx is None
 
 
 @pytest.mark.parametrize("estimator", ["soft", "hard"])

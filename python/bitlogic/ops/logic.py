@@ -307,6 +307,23 @@ def kernel_mix(xt: Tensor, pool: Tensor, w: Tensor, v: Tensor | None = None, bac
     return out
 
 
+def kernel_mix_grads(
+    xt: Tensor, pool: Tensor, v: Tensor, grad: Tensor, need_x: bool, backend: Backend | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """The gradients of :class:`KernelMix` given ``grad`` (``[R, B]``), for autograd functions whose forward pass is
+    not a mix (a LUT's chosen candidate): ``grad_w`` ``[R, K]`` (float32; float64 for float64 ``xt``) and, when
+    ``need_x``, ``grad_x`` ``[in_dim, B]`` with the gradient rows spread to the candidates by ``v``."""
+    backend = backend or backend_for(xt.device)
+    xt = xt.detach().contiguous()
+    candidates = mix_kernels.pool(pool.reshape(-1), xt.shape[0])
+    g = grad.detach().to(xt.dtype).contiguous()
+    grad_w = mix_kernels.backward_weights(xt, candidates, g, pool.shape[1], backend)
+    if not need_x:
+        return grad_w, None
+    vc = v.detach().to(mix_kernels.compute_dtype(xt.dtype)).contiguous()
+    return grad_w, mix_kernels.backward_input(xt, candidates, vc, g, backend)
+
+
 def mix_candidates(x: Tensor, candidates: Tensor, weights: Tensor) -> Tensor:
     """Feature-major ``[C, N, B]``: the ``weights``-weighted sum of the candidate wires of every gate input.
 
@@ -369,6 +386,7 @@ __all__ = [
     "gates",
     "gates_torch",
     "kernel_mix",
+    "kernel_mix_grads",
     "logic_gates",
     "mix_candidates",
     "op_truth_table",
