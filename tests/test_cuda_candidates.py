@@ -8,12 +8,15 @@ within 1e-5 relative (the kernels sum in another order than torch), bfloat16 wit
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from bitlogic.gpu import candidates
+from bitlogic.gpu import _driver, _kernels, candidates
 from bitlogic.gpu._kernels import Backend, backend_for
 from bitlogic.nn import LogicLayer
 from bitlogic.ops.logic import MixCandidates, kernel_mix, kernel_mix_grads
@@ -315,6 +318,32 @@ def test_a_learned_wiring_layer_routes_its_mix_to_the_kernels(emulator: Emulator
     assert len(routed) == len(reference) == 2 + len(list(layer.parameters()))
     for got, want in zip(routed, reference):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture
+def fake_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The stand-in libcuda of tests/fake_cuda_driver.c (see tests/test_cuda_launch.py), loaded as the driver."""
+    library = tmp_path / "libcuda.so.1"
+    source = Path(__file__).with_name("fake_cuda_driver.c")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", str(library), str(source), "-ldl"], check=True)
+    monkeypatch.setattr(_driver, "_LIBRARY", str(library))
+    _driver.driver.cache_clear()
+    yield library
+    _driver.driver.cache_clear()
+
+
+def test_the_op_runs_through_cuda_backend(emulator: Emulator, fake_driver: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # The launch path of a GPU (module load, function lookup, argument packing, torch's stream) with the emulator's
+    # libraries as the module images: what torch would answer on a GPU is compute capability 9.0 and a stream.
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda index=None: SimpleNamespace(cuda_stream=0x5EED))
+    monkeypatch.setattr(_kernels, "image", lambda module, target, compiler=None: str(
+        emulator.library_path(module)).encode())
+    xt, pool, w = _problem(70, 12, 30, 4, seed=17)
+    grad = torch.randn(30, 70, generator=torch.Generator().manual_seed(3))
+    got = _autograd(xt, pool, w, grad, _kernels.CudaBackend(0))
+    _close(got, _reference(xt, pool, w, grad))
 
 
 @gpu
