@@ -19,7 +19,7 @@ import torch
 from bitlogic.gpu import _driver, _kernels, candidates
 from bitlogic.gpu._kernels import Backend, backend_for
 from bitlogic.nn import LogicLayer
-from bitlogic.ops.logic import MixCandidates, kernel_mix, kernel_mix_grads
+from bitlogic.ops.logic import MixCandidates, kernel_mix, kernel_mix_applies, kernel_mix_grads
 from bitlogic.ops.lut import CandidateSelect
 from cuda_emulator import Emulator, available
 
@@ -318,6 +318,12 @@ def test_a_learned_wiring_layer_routes_its_mix_to_the_kernels(emulator: Emulator
     assert len(routed) == len(reference) == 2 + len(list(layer.parameters()))
     for got, want in zip(routed, reference):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_tensors_never_take_the_kernels() -> None:
+    x, pool, w = torch.rand(4, 8), torch.zeros(2, 3, dtype=torch.int64), torch.rand(2, 3)
+    assert not candidates.supports(x, pool.reshape(-1), w)
+    assert not kernel_mix_applies(x, pool, w)
 
 
 @pytest.fixture

@@ -178,17 +178,16 @@ def backward_input(xt: Tensor, candidates: Pool, v: Tensor, grad: Tensor, backen
     return gx
 
 
-def supports(xt: Tensor, flat: Tensor, w: Tensor) -> bool:
+def supports(xt: Tensor, flat: Tensor, *weights: Tensor) -> bool:
     """Whether the kernels take these tensors: 2-D float32/bfloat16/float64 ``xt`` on a GPU, integer candidates
-    and floating weights beside it."""
+    and floating weights (and gradients) beside it."""
     return (
         xt.device.type == "cuda"
         and xt.dim() == 2
         and xt.dtype in DTYPES
         and flat.device == xt.device
-        and w.device == xt.device
         and not flat.dtype.is_floating_point
-        and w.dtype.is_floating_point
+        and all(w.device == xt.device and w.dtype.is_floating_point for w in weights)
     )
 
 

@@ -324,6 +324,13 @@ def kernel_mix_grads(
     return grad_w, mix_kernels.backward_input(xt, candidates, vc, g, backend)
 
 
+def kernel_mix_applies(x: Tensor, pool: Tensor, *others: Tensor) -> bool:
+    """Whether :func:`kernel_mix` and :func:`kernel_mix_grads` take these tensors and the CUDA kernels can start on
+    their GPU (see :func:`bitlogic.gpu.use_kernels`): a 2-D float32, bfloat16 or float64 ``x`` (either layout), an
+    integer ``pool`` and floating ``others`` on that GPU."""
+    return mix_kernels.supports(x, pool, *others) and use_kernels(x.device)
+
+
 def mix_candidates(x: Tensor, candidates: Tensor, weights: Tensor) -> Tensor:
     """Feature-major ``[C, N, B]``: the ``weights``-weighted sum of the candidate wires of every gate input.
 
@@ -386,6 +393,7 @@ __all__ = [
     "gates",
     "gates_torch",
     "kernel_mix",
+    "kernel_mix_applies",
     "kernel_mix_grads",
     "logic_gates",
     "mix_candidates",
