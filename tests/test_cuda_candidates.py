@@ -18,7 +18,7 @@ import torch
 
 from bitlogic.gpu import _driver, _kernels, candidates
 from bitlogic.gpu._kernels import Backend, backend_for
-from bitlogic.nn import LogicLayer
+from bitlogic.nn import LogicLayer, LUTLayer
 from bitlogic.ops.logic import MixCandidates, kernel_mix, kernel_mix_applies, kernel_mix_grads
 from bitlogic.ops.lut import CandidateSelect
 from cuda_emulator import Emulator, available
@@ -318,6 +318,41 @@ def test_a_learned_wiring_layer_routes_its_mix_to_the_kernels(emulator: Emulator
     assert len(routed) == len(reference) == 2 + len(list(layer.parameters()))
     for got, want in zip(routed, reference):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ["hard", "soft", "gumbel"])
+def test_a_lut_layer_s_learnable_pool_routes_its_mapping_to_the_kernels(emulator: Emulator,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      estimator: str) -> None:
+    # The GPU branches of CandidateSelect ("hard") and relaxed_select ("soft", "gumbel"), taken on the CPU with the
+    # emulator standing in for the GPU (float64, which no CPU kernel takes): the step must match the pure-torch one.
+    from bitlogic.ops import logic as ops
+    from bitlogic.ops import lut as lut_ops
+
+    torch.manual_seed(0)
+    layer = LUTLayer(24, 10, n=3, mapping="learnable", candidates=5, estimator=estimator).double()
+    x = torch.rand(37, 24, dtype=torch.float64, requires_grad=True)
+    params = [x, *layer.parameters()]
+
+    def step() -> list[torch.Tensor]:
+        for p in params:
+            p.grad = None
+        torch.manual_seed(1)  # the same Gumbel noise on both paths
+        out = layer(x)
+        out.square().sum().backward()
+        return [out.detach(), *(p.grad.clone() for p in params if p.grad is not None)]
+
+    reference = step()
+    monkeypatch.setattr(lut_ops, "kernel_mix_applies", lambda *tensors: True)
+    monkeypatch.setattr(ops, "backend_for", lambda device: emulator)
+    launches = len(emulator.launches)
+    routed = step()
+    kernels = [k for k, _, _ in emulator.launches[launches:]]
+    assert "candidate_backward_weights_f64" in kernels and "candidate_backward_input_f64" in kernels
+    assert ("candidate_forward_f64" in kernels) == (estimator != "hard")
+    assert len(routed) == len(reference) == 2 + len(list(layer.parameters()))
+    for got, want in zip(routed, reference):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_cpu_tensors_never_take_the_kernels() -> None:

@@ -30,6 +30,7 @@ from bitlogic.gpu import lut as kernels
 from bitlogic.gpu import use_kernels
 from bitlogic.gpu._kernels import Backend, backend_for
 from bitlogic.ops.estimators import logistic_noise, straight_through
+from bitlogic.ops.logic import kernel_mix, kernel_mix_applies, kernel_mix_grads
 
 
 def efd_matrix(n: int, alpha: float, beta: float) -> Tensor:
@@ -201,6 +202,12 @@ class CandidateSelect(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         x, weight, pool = ctx.saved_tensors
         rows, k = pool.shape
+        need_x, need_w = ctx.needs_input_grad[:2]
+        if kernel_mix_applies(x, pool, grad, weight) and (need_x or need_w):
+            # The CUDA kernels: both gradients, each input's by one thread in a fixed order (no atomics).
+            soft = torch.softmax(weight.detach() / ctx.tau, dim=1)
+            gw, gx = kernel_mix_grads(x.t(), pool, soft, grad.t(), need_x)
+            return (gx.t() if gx is not None else None), (gw.to(weight.dtype) if need_w else None), None, None
         grad_t = grad.t()  # [R, B]: rows of samples, so that gathering and adding run over contiguous rows
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
@@ -283,6 +290,14 @@ def relaxed_select(x: Tensor, weight: Tensor, tau: float, estimator: str, pool: 
         logits = logits - torch.log(-torch.log(u))
     mixture = torch.softmax(logits, dim=1).to(x.dtype)
     choice = logits.detach().argmax(dim=1)
+    if pool is not None and kernel_mix_applies(x, pool, mixture):
+        # The CUDA kernels: the forward reads the chosen candidate (gumbel) or mixes them (soft), and the backward
+        # spreads the gradient by the mixture; the weights' gradient goes to the mixture either way.
+        xt = x.t().contiguous()
+        if estimator == "soft":
+            return kernel_mix(xt, pool, mixture).t()
+        one_hot = torch.zeros_like(mixture).scatter_(1, choice.unsqueeze(1), 1.0)
+        return kernel_mix(xt, pool, straight_through(one_hot, mixture), mixture).t()
     if pool is None:
         soft = x @ mixture.t()
     else:
