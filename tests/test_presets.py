@@ -8,7 +8,7 @@ import torch
 
 import bitlogic
 from bitlogic import datasets, presets
-from bitlogic.nn import DistributiveThermometer, GroupSum, LogicLayer, Thermometer
+from bitlogic.nn import DistributiveThermometer, GroupSum, LogicLayer, LUTLayer, Thermometer
 from bitlogic.spec import ThresholdEncoder
 
 
@@ -89,3 +89,36 @@ def test_encoders_refuse_nan_like_the_engine(dtype: torch.dtype) -> None:
     with pytest.raises(bitlogic.InputError, match=NAN_ERROR):
         Thermometer(2)(torch.from_numpy(nan_at_sample_2_feature_5()).to(dtype))  # features counted flattened
     assert fitted(torch.from_numpy(np.nan_to_num(x)).to(dtype)).shape == (4, 6, 2)
+
+
+def test_accuracy_presets_have_the_named_shapes() -> None:
+    x = np.random.default_rng(0).integers(0, 256, (50, 784)).astype(np.uint8)
+    small = presets.get("logic-8k").build(x, 10)
+    gates = [m for m in small if isinstance(m, LogicLayer)]
+    assert sum(m.out_dim for m in gates) <= 8000 and all(m.connections == "learned" for m in gates)
+    recipe = presets.get("difflogic-mnist-s").build(x, 10)
+    assert [m.out_dim for m in recipe if isinstance(m, LogicLayer)] == [8000] * 6
+    encoder = recipe[0]
+    assert isinstance(encoder, Thermometer) and encoder.num_bits == 1
+    assert float(encoder.feature_thresholds(1)[0, 0]) == 127.5  # pixels binarized at half their range
+    assert recipe[-1].tau == 10.0
+    dwn = presets.get("dwn-mnist-lg").build(x, 10)
+    luts = [m for m in dwn if isinstance(m, LUTLayer)]
+    assert [(m.out_dim, m.n, m.mapping) for m in luts] == [(2000, 6, "learnable"), (1000, 6, "learnable")]
+
+
+def test_cli_settings_take_the_presets_schedule_unless_told() -> None:
+    from pathlib import Path
+
+    from bitlogic.cli.train import _Settings
+
+    dwn = presets.get("dwn-mnist-lg")
+    base = dict(dataset="mnist", preset=dwn.name, data_dir=None, output=Path("o"), checkpoint=Path("c"), seed=0,
+                epochs=None, batch_size=None, lr=None)
+    hyper = _Settings(**base).hyper(dwn)  # type: ignore[arg-type]
+    assert (hyper.schedule, hyper.step_size, hyper.epochs) == ("step", 14, 30)
+    # Other epochs: the period is a third of the run again; another schedule has no period.
+    assert _Settings(**{**base, "epochs": 9}).hyper(dwn).step_size is None  # type: ignore[arg-type]
+    told = _Settings(**{**base, "schedule": "cosine"}).hyper(dwn)  # type: ignore[arg-type]
+    assert (told.schedule, told.step_size) == ("cosine", None)
+    assert _Settings(**base).hyper(presets.get("logic-small")).schedule == "onecycle"  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import numpy as np
 from torch import nn
 
 from bitlogic.errors import BitlogicError, InputError
-from bitlogic.nn import BinaryLinear, DistributiveThermometer, GroupSum, LogicLayer, LUTLayer, Sign
+from bitlogic.nn import BinaryLinear, DistributiveThermometer, GroupSum, LogicLayer, LUTLayer, Sign, Thermometer
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class Preset:
     batch_size: int
     lr: float
     make: Callable[[np.ndarray, int], nn.Sequential]
+    schedule: str = "onecycle"  # a name bitlogic.training.train takes
+    #: The ``step`` schedule's period in epochs (``None``: a third of the run).
+    step_size: int | None = None
 
     def build(self, x_train: np.ndarray, num_classes: int) -> nn.Sequential:
         """A fresh model for features like ``x_train`` ``[N, F]`` (the encoder is fitted on them)."""
@@ -47,32 +50,60 @@ def _encoder(x: np.ndarray, bits: int) -> list[nn.Module]:
     return [DistributiveThermometer(bits).fit(x), nn.Flatten()]
 
 
+def _binarize(x: np.ndarray, bits: int) -> list[nn.Module]:
+    """difflogic's MNIST input: each pixel is one bit, ``pixel > half the range`` (``bits`` must be 1)."""
+    del bits
+    return [Thermometer(1, 0.0, float(np.max(x)) if np.max(x) > 1 else 1.0), nn.Flatten()]
+
+
+Encoder = Callable[[np.ndarray, int], list[nn.Module]]
+
+
 def _first_connections(in_dim: int, out_dim: int) -> Literal["unique", "random"]:
     """``"unique"`` where ``in_dim`` inputs have ``out_dim`` distinct pairs, else ``"random"``."""
     return "unique" if out_dim <= in_dim * (in_dim - 1) // 2 else "random"
 
 
-def _logic(bits: int, widths: list[int], tau: float) -> Callable[[np.ndarray, int], nn.Sequential]:
+def _logic(
+    bits: int, widths: list[int], tau: float, learned: int | None = None, encoder: Encoder = _encoder
+) -> Callable[[np.ndarray, int], nn.Sequential]:
+    """Gate layers of ``widths`` over ``bits`` per feature; with ``learned=K`` every layer learns its wiring from
+    pools of ``K`` candidates, else the first reads ``"unique"`` pairs (where there are enough) and the rest random
+    ones."""
+
     def make(x: np.ndarray, classes: int) -> nn.Sequential:
         layers: list[nn.Module] = []
         width = x.shape[1] * bits
         for i, out in enumerate(widths):
             out = out if i < len(widths) - 1 else out - out % classes
-            layers.append(LogicLayer(width, out, connections=_first_connections(width, out) if i == 0 else "random"))
+            if learned is not None:
+                layers.append(LogicLayer(width, out, connections="learned", candidates=min(learned, width)))
+            else:
+                wiring = _first_connections(width, out) if i == 0 else "random"
+                layers.append(LogicLayer(width, out, connections=wiring))
             width = out
-        return nn.Sequential(*_encoder(x, bits), *layers, GroupSum(classes, tau))
+        return nn.Sequential(*encoder(x, bits), *layers, GroupSum(classes, tau))
 
     return make
 
 
-def _lut(bits: int, widths: list[int], n: int, tau: float) -> Callable[[np.ndarray, int], nn.Sequential]:
+def _lut(
+    bits: int, widths: list[int], n: int, tau: float, candidates: int | None = None, learn_all: bool = False
+) -> Callable[[np.ndarray, int], nn.Sequential]:
+    """LUT layers of ``widths``; the first (every one with ``learn_all``) learns its mapping, over all inputs or
+    over pools of ``candidates``."""
+
     def make(x: np.ndarray, classes: int) -> nn.Sequential:
         layers: list[nn.Module] = []
         width = x.shape[1] * bits
         for i, out in enumerate(widths):
             out = out if i < len(widths) - 1 else out - out % classes
             # A learned choice of inputs matters most where the inputs are raw encoder bits.
-            layers.append(LUTLayer(width, out, n=n, mapping="learnable" if i == 0 else "random"))
+            if i == 0 or learn_all:
+                pool = None if candidates is None else min(candidates, width)
+                layers.append(LUTLayer(width, out, n=n, mapping="learnable", candidates=pool))
+            else:
+                layers.append(LUTLayer(width, out, n=n, mapping="random"))
             width = out
         return nn.Sequential(*_encoder(x, bits), *layers, GroupSum(classes, tau))
 
@@ -100,6 +131,17 @@ PRESETS: dict[str, Preset] = {
         Preset("lut-large", "lut", "2000 + 1000 six-input LUTs", 8, 256, 0.02, _lut(3, [2000, 1000], 6, 10 / 3)),
         Preset("binary-small", "binary", "XNOR-popcount MLP, 2 x 1024 hidden", 8, 256, 3e-3, _binary(2, [1024] * 2, 50)),
         Preset("binary-large", "binary", "XNOR-popcount MLP, 2 x 2048 hidden", 10, 256, 3e-3, _binary(3, [2048] * 2, 100)),
+        # Learned wiring: every gate input picks its wire among 16 candidates.
+        Preset("logic-8k", "logic", "8000 two-input gates, learned wiring", 30, 256, 0.1,
+               _logic(2, [8000], 20.0, learned=16)),
+        # difflogic's MNIST recipe (its "small" model): pixels binarized at half range, 6 x 8000 randomly wired
+        # gates, tau 10, Adam at lr 0.01, batch 100 (difflogic trains 200 000 steps; this preset fewer epochs).
+        Preset("difflogic-mnist-s", "logic", "6 x 8000 two-input gates (difflogic's MNIST recipe)", 60, 100, 0.01,
+               _logic(1, [8000] * 6, 10.0, encoder=_binarize), schedule="constant"),
+        # DWN's MNIST recipe: 3-bit distributive thermometer, 2000 + 1000 six-input LUTs, tau 1/0.3, learnable
+        # mappings (here in both layers, over pools of 16 candidates), lr 0.01 divided by 10 every 14 epochs.
+        Preset("dwn-mnist-lg", "lut", "2000 + 1000 six-input LUTs, learned mappings (DWN's MNIST recipe)", 30, 128,
+               0.01, _lut(3, [2000, 1000], 6, 10 / 3, candidates=16, learn_all=True), schedule="step", step_size=14),
     ]
 }
 

@@ -61,7 +61,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, help="default: the preset's")
     p.add_argument("--lr", type=positive_float, help="peak learning rate; default: the preset's")
     p.add_argument("--schedule", choices=SCHEDULE_CHOICES,
-                   help="learning-rate schedule (default: one-cycle; step: x0.1 every third of the run)")
+                   help="learning-rate schedule (default: the preset's, one-cycle for most; step: x0.1 every third of "
+                        "the run, or at the preset's period)")
     p.add_argument("--weight-decay", type=non_negative_float,
                    help="decoupled weight decay (AdamW) of every parameter; default: 0 (Adam)")
     p.add_argument("--val-split", type=fraction,
@@ -93,16 +94,25 @@ class _Settings:
     epochs: int | None
     batch_size: int | None
     lr: float | None
-    schedule: str = "onecycle"
+    schedule: str | None = None  # None: the preset's
     weight_decay: float = 0.0
     val_split: float = 0.0
     history: str | None = None  # a path, "" for beside the checkpoint, None for no history file
+    step_size: int | None = None  # the step schedule's period; None: the preset's (or a third of the run)
 
     def hyper(self, preset: Preset) -> _Hyper:
+        from bitlogic.training import canonical_schedule
+
+        schedule = self.schedule if self.schedule is not None else canonical_schedule(preset.schedule)
         return _Hyper(
             self.epochs if self.epochs is not None else preset.epochs,
             self.batch_size if self.batch_size is not None else preset.batch_size,
             self.lr if self.lr is not None else preset.lr,
+            schedule,
+            # The preset's step period belongs to its own schedule and epochs.
+            self.step_size if self.step_size is not None
+            else preset.step_size if schedule == canonical_schedule(preset.schedule) and self.epochs is None
+            else None,
         )
 
 
@@ -110,6 +120,8 @@ class _Hyper(NamedTuple):
     epochs: int
     batch_size: int
     lr: float
+    schedule: str
+    step_size: int | None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,8 +143,8 @@ def run(args: argparse.Namespace) -> int:
         f"seed {settings.seed}, device {device}, torch threads: {torch.get_num_threads()}",
         flush=True,
     )
-    if (settings.schedule, settings.weight_decay, settings.val_split) != ("onecycle", 0.0, 0.0):
-        print(f"schedule {settings.schedule}, weight decay {settings.weight_decay:g}, "
+    if (hyper.schedule, settings.weight_decay, settings.val_split) != ("onecycle", 0.0, 0.0):
+        print(f"schedule {hyper.schedule}, weight decay {settings.weight_decay:g}, "
               f"validation split {settings.val_split:g}", flush=True)
     progress = not args.no_progress and sys.stderr.isatty()
     result = _train(model, dataset, preset, settings, hyper, device, resume=args.resume, progress=progress)
@@ -171,7 +183,7 @@ def _fresh(args: argparse.Namespace) -> _Settings:
     output = Path(args.output or DEFAULT_OUTPUT)
     return _Settings(
         args.dataset, args.preset, args.data_dir, output, checkpoint, seed, args.epochs, args.batch_size, args.lr,
-        training.canonical_schedule(args.schedule or "onecycle"), args.weight_decay or 0.0, args.val_split or 0.0,
+        training.canonical_schedule(args.schedule) if args.schedule is not None else None, args.weight_decay or 0.0, args.val_split or 0.0,
         args.history,
     )
 
@@ -226,6 +238,7 @@ def _resumed(args: argparse.Namespace) -> _Settings:
         float(config.get("weight_decay", 0.0)),
         float(config.get("val_split", 0.0)),
         args.history if args.history is not None else extra.get("history"),
+        config.get("step_size"),
     )
 
 
@@ -305,7 +318,8 @@ def _train(
                 resume=resume,
                 progress=progress,
                 extra=extra,
-                schedule=settings.schedule,  # type: ignore[arg-type]  # argparse's choices, or a checkpoint's
+                schedule=hyper.schedule,  # type: ignore[arg-type]  # argparse's choices, a checkpoint's or a preset's
+                step_size=hyper.step_size,
                 weight_decay=settings.weight_decay,
                 val_split=settings.val_split,
                 history=history,
@@ -339,7 +353,7 @@ def _export(
         "batch_size": str(hyper.batch_size),
         "lr": repr(float(hyper.lr)),
         "seed": str(settings.seed),
-        "schedule": settings.schedule,
+        "schedule": hyper.schedule,
         "weight_decay": repr(float(settings.weight_decay)),
         "val_split": repr(float(settings.val_split)),
         "test_accuracy": f"{result.test_accuracy:.6f}",
