@@ -65,7 +65,8 @@ test-python: build lint-imports
 test-kernels-asan: build
 	ASAN_OPTIONS=detect_leaks=0 BITLOGIC_EMULATOR_SANITIZE=1 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
 		$(PY) -m pytest -q -p no:cacheprovider tests/test_cuda_logic.py tests/test_cuda_lut.py \
-		tests/test_cuda_binary.py tests/test_cuda_inference.py tests/test_cuda_launch.py tests/test_cuda_emulator.py
+		tests/test_cuda_binary.py tests/test_cuda_inference.py tests/test_cuda_launch.py tests/test_cuda_emulator.py \
+		tests/test_cuda_candidates.py
 
 # The fast loop: everything here also runs in make test.
 CHECK_PYTEST := tests/test_api.py tests/test_format.py tests/test_golden.py tests/test_reference.py tests/test_engine_vs_reference.py \
