@@ -17,6 +17,8 @@ __all__ = [
     "Network",
     "OP_TABLES",
     "__version__",
+    "candidate_backward",
+    "candidate_forward",
     "cuda_sources",
     "default_isa",
     "gate_backward",
@@ -112,6 +114,17 @@ def gate_backward(
 def gate_backward_coef(
     x: npt.NDArray[np.float32], ia: npt.NDArray[np.int64], ib: npt.NDArray[np.int64], grad_out: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]: ...
+
+def candidate_forward(
+    x: npt.NDArray[np.float32], pool: npt.NDArray[np.int64], w: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]: ...
+def candidate_backward(
+    x: npt.NDArray[np.float32],
+    pool: npt.NDArray[np.int64],
+    v: npt.NDArray[np.float32],
+    grad_out: npt.NDArray[np.float32],
+    need_x: bool,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]: ...
 
 def cuda_sources() -> dict[str, str]: ...
 def write_atomic(path: str, data: bytes) -> None: ...

@@ -714,6 +714,106 @@ fn gate_backward_coef<'py>(
     Ok(coef_array(py, grad_coef))
 }
 
+/// A candidate pool: a 2-D int64 `[R, K]` array of wire indices, as `u32` (the kernels check them against
+/// `in_dim`), and `(R, K)`.
+fn candidate_pool(obj: &Bound<'_, PyAny>) -> PyResult<(Vec<u32>, usize, usize)> {
+    let array = untyped_array(obj, "pool")?;
+    if array.ndim() != 2 || !array.dtype().is_equiv_to(&dtype::<i64>(obj.py())) {
+        return Err(InputError::new_err(format!(
+            "pool: expected a 2-dimensional int64 array [R, K] of wire indices, got dtype {} and shape {:?}",
+            dtype_name(array),
+            array.shape()
+        )));
+    }
+    let array: PyReadonlyArray2<'_, i64> = obj.extract()?;
+    let (rows, k) = (array.shape()[0], array.shape()[1]);
+    let view = array.as_array();
+    let mut pool = Vec::with_capacity(view.len());
+    for (slot, &w) in view.iter().enumerate() {
+        let Ok(w) = u32::try_from(w) else {
+            let (r, j) = (slot / k.max(1), slot % k.max(1));
+            return Err(InputError::new_err(format!(
+                "pool[{r}, {j}] = {w}: expected a wire in [0, 2**32) (a row of x)"
+            )));
+        };
+        pool.push(w);
+    }
+    Ok((pool, rows, k))
+}
+
+/// A float32 `[R, K]` weight matrix of the pool's shape.
+fn pool_weights<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+    rows: usize,
+    k: usize,
+) -> PyResult<PyReadonlyArray2<'py, f32>> {
+    let array = f32_matrix(obj, name, "[R, K] (the shape of pool)")?;
+    if array.shape() != [rows, k] {
+        return Err(InputError::new_err(format!(
+            "{name}: expected shape [{rows}, {k}] (that of pool), got {:?}",
+            array.shape()
+        )));
+    }
+    Ok(array)
+}
+
+/// Output `[R, batch]` of the candidate mix `out[r] = sum_k w[r, k] * x[pool[r, k]]` over `x` `[in_dim, batch]`.
+#[pyfunction]
+fn candidate_forward<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    pool: &Bound<'py, PyAny>,
+    w: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let x = f32_matrix(x, "x", "[in_dim, batch]")?;
+    let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
+    let (pool, rows, k) = candidate_pool(pool)?;
+    let w = pool_weights(w, "w", rows, k)?;
+    let (x, w) = (contiguous(&x, "x")?, contiguous(&w, "w")?);
+    let out = uninit_f32(py, [rows, batch]);
+    {
+        let mut guard = out.readwrite();
+        let slice = guard.as_slice_mut().expect("a new array is contiguous");
+        py.allow_threads(|| bitlogic_train::candidate_forward(x, in_dim, batch, &pool, k, w, slice)).map_err(to_py)?;
+    }
+    Ok(out)
+}
+
+type CandidateGrads<'py> = (Bound<'py, PyArray2<f32>>, Option<Bound<'py, PyArray2<f32>>>);
+
+/// Gradients `(grad_w [R, K], grad_x [in_dim, batch] or None)` of `candidate_forward` given `grad_out` `[R, batch]`;
+/// `grad_x` (weighted by `v` `[R, K]`) only when `need_x`.
+#[pyfunction]
+fn candidate_backward<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    pool: &Bound<'py, PyAny>,
+    v: &Bound<'py, PyAny>,
+    grad_out: &Bound<'py, PyAny>,
+    need_x: bool,
+) -> PyResult<CandidateGrads<'py>> {
+    let x = f32_matrix(x, "x", "[in_dim, batch]")?;
+    let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
+    let (pool, rows, k) = candidate_pool(pool)?;
+    let v = pool_weights(v, "v", rows, k)?;
+    let grad_out = f32_matrix(grad_out, "grad_out", "[R, batch]")?;
+    let (x, v, grad_out) = (contiguous(&x, "x")?, contiguous(&v, "v")?, contiguous(&grad_out, "grad_out")?);
+    let grad_w = uninit_f32(py, [rows, k]);
+    let grad_x = need_x.then(|| uninit_f32(py, [in_dim, batch]));
+    {
+        let mut w_guard = grad_w.readwrite();
+        let w_slice = w_guard.as_slice_mut().expect("a new array is contiguous");
+        let mut x_guard = grad_x.as_ref().map(|a| a.readwrite());
+        let x_slice = x_guard.as_mut().map(|g| g.as_slice_mut().expect("a new array is contiguous"));
+        py.allow_threads(|| {
+            bitlogic_train::candidate_backward(x, in_dim, batch, &pool, k, v, grad_out, w_slice, x_slice)
+        })
+        .map_err(to_py)?;
+    }
+    Ok((grad_w, grad_x))
+}
+
 /// Names of the instruction-set paths this CPU supports, slowest first.
 #[pyfunction]
 fn supported_isas() -> Vec<&'static str> {
@@ -762,6 +862,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gate_forward, m)?)?;
     m.add_function(wrap_pyfunction!(gate_backward, m)?)?;
     m.add_function(wrap_pyfunction!(gate_backward_coef, m)?)?;
+    m.add_function(wrap_pyfunction!(candidate_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(candidate_backward, m)?)?;
     m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
     Ok(())
 }

@@ -232,6 +232,10 @@ per_isa!(coef_grad_gates_isa => coef_grad_gates(
 ));
 per_isa!(input_grad_isa => input_grad(task: InputTask<'_>, ctx: &BackwardCtx<'_>));
 
+// After `per_isa!`, which the module uses (a macro is in scope below its definition only).
+mod candidates;
+pub use candidates::{candidate_backward, candidate_forward};
+
 /// The output rows of a run of gates, sequentially.
 #[inline(always)]
 fn forward_gates(x: &[f32], batch: usize, ia: &[u32], ib: &[u32], coef: &[[f32; 4]], out: &mut [f32]) {

@@ -1,0 +1,555 @@
+//! Fused kernels of a learned wiring: every "choice" (an input of a gate or of a table) reads the weighted sum of
+//! its `K` candidate wires.
+//!
+//! Choice `r` has the candidates `pool[r * k..(r + 1) * k]` (rows of the feature-major `in_dim x batch` input `x`)
+//! and the weights `w[r * k..(r + 1) * k]`:
+//!
+//! - forward: `out[r] = sum_k w[r, k] * x[pool[r, k]]`, summed in increasing `k`, terms of weight exactly zero
+//!   skipped, so that a one-hot forward (the straight-through estimators) costs one copy of a row;
+//! - backward, given `g = dL/dout` and backward weights `v` (the soft weights a straight-through forward stands for;
+//!   `v = w` for a plain mixture): `grad_w[r, k] = sum_b g[r, b] * x[pool[r, k], b]` always, and, when asked,
+//!   `grad_x[i] = sum over the slots (r, k) reading input i of v[r, k] * g[r]`.
+//!
+//! Written with tensor operations, both passes go through a `[R * K, batch]` copy of the candidates' values (the
+//! gather) — `K` times the size of the output, mostly page faults and memory traffic. These kernels read the input
+//! rows in place (the input of a layer fits the caches, its candidates do not) and write nothing but the results.
+//! The forward pass and the weight gradient run in parallel over blocks of choices. The input gradient uses the
+//! reverse index of the pool (for every input, the slots reading it, by a counting sort like the gate kernels'), so
+//! every thread owns the rows it writes: no atomics, and the slots summed in increasing order. The same pass produces
+//! the weight gradient of every slot it visits (the dot product of the gradient row and the input row it holds).
+
+use rayon::prelude::*;
+
+use bitlogic::{Error, Isa, Result};
+
+use super::{
+    check_len, prefetch_distance, prefetch_row, reduce, row, rows_times_batch, LANES, PARALLEL_MIN, TASK_ELEMENTS,
+};
+
+/// Output `out` (`R x batch`, feature-major) of the candidate mix: `out[r] = sum_k w[r, k] * x[pool[r, k]]` over
+/// the `R = pool.len() / k` choices, skipping the terms whose weight is exactly zero (a row of only zero weights is
+/// zero).
+///
+/// `x` is the `in_dim x batch` input, `pool` the `R x k` candidate wires (each below `in_dim`), `w` their `R x k`
+/// weights. Returns [`Error::Input`] when a length does not match, `k` is zero, or a wire is not below `in_dim`.
+#[allow(clippy::too_many_arguments)]
+pub fn candidate_forward(
+    x: &[f32],
+    in_dim: usize,
+    batch: usize,
+    pool: &[u32],
+    k: usize,
+    w: &[f32],
+    out: &mut [f32],
+) -> Result<()> {
+    let rows = check_pool(x, in_dim, batch, pool, k)?;
+    check_len("w", w.len(), pool.len(), "R x K weights, one per candidate")?;
+    check_len("out", out.len(), rows_times_batch(rows, batch)?, "R x batch values")?;
+    if batch == 0 || rows == 0 {
+        return Ok(());
+    }
+    let isa = Isa::default_for_machine()?;
+    forward_with(isa, x, batch, pool, k, w, out);
+    Ok(())
+}
+
+/// Gradients of [`candidate_forward`] given `grad_out` (`R x batch`).
+///
+/// Writes (overwrites) `grad_w` (`R x k`): `grad_w[r, k] = sum_b grad_out[r, b] * x[pool[r, k], b]`; and, when
+/// given, `grad_x` (`in_dim x batch`): row `i` is the sum, over the slots `(r, k)` with `pool[r, k] == i` in
+/// increasing order, of `v[r, k] * grad_out[r]` (terms with `v` exactly zero skipped; an input no slot reads gets
+/// zeros). `v` (`R x k`) is read only for `grad_x`.
+///
+/// Returns [`Error::Input`] when a length does not match, `k` is zero, or a wire is not below `in_dim`.
+#[allow(clippy::too_many_arguments)]
+pub fn candidate_backward(
+    x: &[f32],
+    in_dim: usize,
+    batch: usize,
+    pool: &[u32],
+    k: usize,
+    v: &[f32],
+    grad_out: &[f32],
+    grad_w: &mut [f32],
+    grad_x: Option<&mut [f32]>,
+) -> Result<()> {
+    let rows = check_pool(x, in_dim, batch, pool, k)?;
+    check_len("v", v.len(), pool.len(), "R x K backward weights, one per candidate")?;
+    check_len("grad_out", grad_out.len(), rows_times_batch(rows, batch)?, "R x batch values")?;
+    check_len("grad_w", grad_w.len(), pool.len(), "R x K values, one per candidate")?;
+    if let Some(grad_x) = &grad_x {
+        check_len("grad_x", grad_x.len(), x.len(), "in_dim x batch values, the shape of x")?;
+    }
+    if u32::try_from(pool.len()).is_err() {
+        return Err(Error::Input(format!("pool: expected at most {} candidates in all, got {}", u32::MAX, pool.len())));
+    }
+    if batch == 0 {
+        grad_w.fill(0.0);
+        return Ok(());
+    }
+    let isa = Isa::default_for_machine()?;
+    match grad_x {
+        Some(grad_x) => input_grad_with(isa, x, in_dim, batch, pool, k, v, grad_out, grad_w, grad_x),
+        None => weight_grad_with(isa, x, batch, pool, k, grad_out, grad_w),
+    }
+    Ok(())
+}
+
+/// Checks the pool against `x` and returns the number of choices `R`.
+fn check_pool(x: &[f32], in_dim: usize, batch: usize, pool: &[u32], k: usize) -> Result<usize> {
+    if k == 0 {
+        return Err(Error::Input("k: expected at least 1 candidate per choice, got 0".to_string()));
+    }
+    if !pool.len().is_multiple_of(k) {
+        return Err(Error::Input(format!(
+            "pool: expected R x K wires with K = {k}, got {} (not a multiple of K)",
+            pool.len()
+        )));
+    }
+    let x_len = rows_times_batch(in_dim, batch)?;
+    if x.len() != x_len {
+        return Err(Error::Input(format!(
+            "x: expected in_dim x batch = {in_dim} x {batch} = {x_len} values, got {}",
+            x.len()
+        )));
+    }
+    if let Some((slot, &wire)) = pool.iter().enumerate().find(|(_, &w)| w as usize >= in_dim) {
+        return Err(Error::Input(format!(
+            "pool[{}, {}] = {wire}: expected a wire below in_dim = {in_dim} (the rows of x)",
+            slot / k,
+            slot % k
+        )));
+    }
+    Ok(pool.len() / k)
+}
+
+per_isa!(forward_rows_isa => forward_rows(
+    x: &[f32], batch: usize, pool: &[u32], k: usize, w: &[f32], out: &mut [f32],
+));
+per_isa!(weight_grad_rows_isa => weight_grad_rows(
+    x: &[f32], batch: usize, pool: &[u32], k: usize, g: &[f32], grad_w: &mut [f32],
+));
+per_isa!(input_grad_isa => input_grad(task: InputTask<'_>, ctx: &InputCtx<'_>));
+
+/// Runs `f` on every task in parallel; each task writes its own part of the results, so the bits do not depend on
+/// which thread runs it.
+fn parallel<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Sync + Send) {
+    tasks.into_par_iter().for_each(f);
+}
+
+/// Choices per task.
+fn rows_per_task(batch: usize) -> usize {
+    (TASK_ELEMENTS / batch).max(1)
+}
+
+/// The output rows of a run of choices, sequentially.
+#[inline(always)]
+fn forward_rows(x: &[f32], batch: usize, pool: &[u32], k: usize, w: &[f32], out: &mut [f32]) {
+    let ahead = prefetch_distance(batch);
+    for (r, o) in out.chunks_exact_mut(batch).enumerate() {
+        let later = (r + ahead) * k;
+        if let (Some(wires), Some(weights)) = (pool.get(later..later + k), w.get(later..later + k)) {
+            for (&i, &wk) in wires.iter().zip(weights) {
+                if wk != 0.0 {
+                    prefetch_row(x, i as usize, batch);
+                }
+            }
+        }
+        let mut first = true;
+        for (&i, &wk) in pool[r * k..(r + 1) * k].iter().zip(&w[r * k..(r + 1) * k]) {
+            if wk == 0.0 {
+                continue;
+            }
+            let xi = row(x, i as usize, batch);
+            if first {
+                for (o, &a) in o.iter_mut().zip(xi) {
+                    *o = wk * a;
+                }
+                first = false;
+            } else {
+                for (o, &a) in o.iter_mut().zip(xi) {
+                    *o += wk * a;
+                }
+            }
+        }
+        if first {
+            o.fill(0.0);
+        }
+    }
+}
+
+fn forward_with(isa: Isa, x: &[f32], batch: usize, pool: &[u32], k: usize, w: &[f32], out: &mut [f32]) {
+    if out.len() <= PARALLEL_MIN {
+        forward_rows_isa(isa, x, batch, pool, k, w, out);
+        return;
+    }
+    let per = rows_per_task(batch);
+    let tasks = out.chunks_mut(per * batch).zip(pool.chunks(per * k)).zip(w.chunks(per * k)).collect();
+    parallel(tasks, |((out, pool), w)| forward_rows_isa(isa, x, batch, pool, k, w, out));
+}
+
+/// `sum_b g[b] * a[b]` in `LANES` independent lanes reduced in a fixed order; when `acc` is given, also adds
+/// `v * g` to it. Both passes of the backward compute the weight gradient with this one function, so they agree bit
+/// for bit whether or not the input gradient is asked for.
+#[inline(always)]
+fn dot(g: &[f32], a: &[f32], acc: Option<(&mut [f32], f32)>) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let whole = g.len() / LANES * LANES;
+    let (g_body, g_tail) = g.split_at(whole);
+    let (a_body, a_tail) = a.split_at(whole);
+    let mut tail = 0.0f32;
+    let chunks = g_body.chunks_exact(LANES).zip(a_body.chunks_exact(LANES));
+    match acc {
+        Some((acc, v)) => {
+            let (acc_body, acc_tail) = acc.split_at_mut(whole);
+            for ((g, a), acc) in chunks.zip(acc_body.chunks_exact_mut(LANES)) {
+                let (g, a): (&[f32; LANES], &[f32; LANES]) = (g.try_into().unwrap(), a.try_into().unwrap());
+                let acc: &mut [f32; LANES] = acc.try_into().unwrap();
+                for l in 0..LANES {
+                    lanes[l] += g[l] * a[l];
+                    acc[l] += v * g[l];
+                }
+            }
+            for ((&g, &a), acc) in g_tail.iter().zip(a_tail).zip(acc_tail) {
+                tail += g * a;
+                *acc += v * g;
+            }
+        }
+        None => {
+            for (g, a) in chunks {
+                let (g, a): (&[f32; LANES], &[f32; LANES]) = (g.try_into().unwrap(), a.try_into().unwrap());
+                for l in 0..LANES {
+                    lanes[l] += g[l] * a[l];
+                }
+            }
+            for (&g, &a) in g_tail.iter().zip(a_tail) {
+                tail += g * a;
+            }
+        }
+    }
+    reduce(&lanes) + tail
+}
+
+/// Weight gradients of a run of choices, sequentially.
+#[inline(always)]
+fn weight_grad_rows(x: &[f32], batch: usize, pool: &[u32], k: usize, g: &[f32], grad_w: &mut [f32]) {
+    // Candidates ahead, counted in slots: about the same distance in rows read as the other kernels'.
+    let ahead = prefetch_distance(batch);
+    for (slot, (&i, out)) in pool.iter().zip(grad_w.iter_mut()).enumerate() {
+        if let Some(&later) = pool.get(slot + ahead) {
+            prefetch_row(x, later as usize, batch);
+        }
+        *out = dot(row(g, slot / k, batch), row(x, i as usize, batch), None);
+    }
+}
+
+fn weight_grad_with(isa: Isa, x: &[f32], batch: usize, pool: &[u32], k: usize, g: &[f32], grad_w: &mut [f32]) {
+    if pool.len() * batch <= PARALLEL_MIN {
+        weight_grad_rows_isa(isa, x, batch, pool, k, g, grad_w);
+        return;
+    }
+    // A task of about TASK_ELEMENTS products: rows x K x batch.
+    let per = (TASK_ELEMENTS / (batch * k)).max(1);
+    let tasks = grad_w.chunks_mut(per * k).zip(g.chunks(per * batch)).zip(pool.chunks(per * k)).collect();
+    parallel(tasks, |((grad_w, g), pool)| weight_grad_rows_isa(isa, x, batch, pool, k, g, grad_w));
+}
+
+/// Everything the input-side pass reads.
+struct InputCtx<'a> {
+    x: &'a [f32],
+    batch: usize,
+    k: usize,
+    v: &'a [f32],
+    g: &'a [f32],
+    /// Reverse index: the slots `r * k + j` reading input `i` are `readers[starts[i]..starts[i + 1]]`, increasing.
+    starts: &'a [usize],
+    readers: &'a [u32],
+}
+
+/// A run of inputs `first..first + grad_x.len() / batch`, and one place per reader for its weight gradient.
+struct InputTask<'a> {
+    first: usize,
+    grad_x: &'a mut [f32],
+    slots: &'a mut [f32],
+}
+
+/// Input gradient rows of a run of inputs, and the weight gradients of the slots reading them.
+#[inline(always)]
+fn input_grad(task: InputTask<'_>, ctx: &InputCtx<'_>) {
+    let batch = ctx.batch;
+    let base = ctx.starts[task.first];
+    let ahead = prefetch_distance(batch);
+    for (r, acc) in task.grad_x.chunks_exact_mut(batch).enumerate() {
+        let i = task.first + r;
+        acc.fill(0.0);
+        let xi = row(ctx.x, i, batch);
+        for j in ctx.starts[i]..ctx.starts[i + 1] {
+            if let Some(&later) = ctx.readers.get(j + ahead) {
+                prefetch_row(ctx.g, later as usize / ctx.k, batch);
+            }
+            let slot = ctx.readers[j] as usize;
+            let g = row(ctx.g, slot / ctx.k, batch);
+            let v = ctx.v[slot];
+            task.slots[j - base] = dot(g, xi, (v != 0.0).then_some((&mut *acc, v)));
+        }
+    }
+}
+
+/// The reverse index of the pool (see [`InputCtx::starts`]), by a counting sort.
+fn reverse_index(in_dim: usize, pool: &[u32]) -> (Vec<usize>, Vec<u32>) {
+    let mut starts = vec![0usize; in_dim + 1];
+    for &i in pool {
+        starts[i as usize + 1] += 1;
+    }
+    for i in 0..in_dim {
+        starts[i + 1] += starts[i];
+    }
+    let mut next = starts[..in_dim].to_vec();
+    let mut readers = vec![0u32; pool.len()];
+    for (slot, &i) in pool.iter().enumerate() {
+        readers[next[i as usize]] = slot as u32; // fits: checked by candidate_backward
+        next[i as usize] += 1;
+    }
+    (starts, readers)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn input_grad_with(
+    isa: Isa,
+    x: &[f32],
+    in_dim: usize,
+    batch: usize,
+    pool: &[u32],
+    k: usize,
+    v: &[f32],
+    g: &[f32],
+    grad_w: &mut [f32],
+    grad_x: &mut [f32],
+) {
+    let (starts, readers) = reverse_index(in_dim, pool);
+    let mut slots = vec![0.0f32; readers.len()];
+    let ctx = InputCtx { x, batch, k, v, g, starts: &starts, readers: &readers };
+    // Runs of inputs of about TASK_ELEMENTS of work each (one row per reader and one for the input itself).
+    let mut tasks = Vec::new();
+    let (mut rest_x, mut rest_slots) = (grad_x, slots.as_mut_slice());
+    let mut first = 0;
+    while first < in_dim {
+        let mut end = first + 1;
+        while end < in_dim && (starts[end] - starts[first] + end - first) * batch < TASK_ELEMENTS {
+            end += 1;
+        }
+        let (task_x, tail_x) = rest_x.split_at_mut((end - first) * batch);
+        let (task_slots, tail_slots) = rest_slots.split_at_mut(starts[end] - starts[first]);
+        tasks.push(InputTask { first, grad_x: task_x, slots: task_slots });
+        (rest_x, rest_slots, first) = (tail_x, tail_slots, end);
+    }
+    if (readers.len() + in_dim) * batch <= PARALLEL_MIN {
+        for task in tasks {
+            input_grad_isa(isa, task, &ctx);
+        }
+    } else {
+        parallel(tasks, |task| input_grad_isa(isa, task, &ctx));
+    }
+    for (&slot, &value) in readers.iter().zip(&slots) {
+        grad_w[slot as usize] = value;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitlogic::SplitMix64;
+
+    struct Case {
+        in_dim: usize,
+        batch: usize,
+        k: usize,
+        pool: Vec<u32>,
+        x: Vec<f32>,
+        w: Vec<f32>,
+        v: Vec<f32>,
+        g: Vec<f32>,
+    }
+
+    fn uniform(rng: &mut SplitMix64) -> f32 {
+        (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// A random case; `one_hot` makes the forward weights one-hot (the straight-through estimators), with `v` soft.
+    fn case(seed: u64, in_dim: usize, rows: usize, k: usize, batch: usize, one_hot: bool) -> Case {
+        let mut rng = SplitMix64::new(seed);
+        let mut pool: Vec<u32> = (0..rows * k).map(|_| (rng.next_u64() % in_dim as u64) as u32).collect();
+        if k > 1 && rows > 0 {
+            pool[1] = pool[0]; // a repeated candidate in one pool
+        }
+        let x = (0..in_dim * batch).map(|_| uniform(&mut rng)).collect();
+        let v: Vec<f32> = (0..rows * k).map(|_| uniform(&mut rng)).collect();
+        let w = if one_hot {
+            (0..rows * k).map(|s| if s % k == (s / k) % k { 1.0 } else { 0.0 }).collect()
+        } else {
+            v.clone()
+        };
+        let g = (0..rows * batch).map(|_| uniform(&mut rng) - 0.5).collect();
+        Case { in_dim, batch, k, pool, x, w, v, g }
+    }
+
+    /// Naive f64 reference: (out, grad_w, grad_x), each with the sums of absolute terms, for tolerances.
+    #[allow(clippy::type_complexity)]
+    fn reference(c: &Case) -> [(Vec<f64>, Vec<f64>); 3] {
+        let (b, k) = (c.batch, c.k);
+        let rows = c.pool.len() / k;
+        let mut out = (vec![0.0; rows * b], vec![0.0; rows * b]);
+        let mut gw = (vec![0.0; rows * k], vec![0.0; rows * k]);
+        let mut gx = (vec![0.0; c.in_dim * b], vec![0.0; c.in_dim * b]);
+        for slot in 0..rows * k {
+            let (r, i) = (slot / k, c.pool[slot] as usize);
+            let (w, v) = (f64::from(c.w[slot]), f64::from(c.v[slot]));
+            for s in 0..b {
+                let a = f64::from(c.x[i * b + s]);
+                let g = f64::from(c.g[r * b + s]);
+                out.0[r * b + s] += w * a;
+                out.1[r * b + s] += (w * a).abs();
+                gw.0[slot] += g * a;
+                gw.1[slot] += (g * a).abs();
+                gx.0[i * b + s] += v * g;
+                gx.1[i * b + s] += (v * g).abs();
+            }
+        }
+        [out, gw, gx]
+    }
+
+    fn assert_close(what: &str, got: &[f32], want: &(Vec<f64>, Vec<f64>)) {
+        assert_eq!(got.len(), want.0.len(), "{what}: length");
+        for (j, (&o, (&r, &s))) in got.iter().zip(want.0.iter().zip(&want.1)).enumerate() {
+            let err = (f64::from(o) - r).abs();
+            assert!(err <= 1e-5 * (s + r.abs()).max(1e-3), "{what}[{j}]: got {o}, want {r} (scale {s})");
+        }
+    }
+
+    /// Runs the kernels on `isa` (the public functions when a shape is empty) and returns (out, grad_w, grad_x,
+    /// grad_w without grad_x).
+    fn run(c: &Case, isa: Isa) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+        let rows = c.pool.len() / c.k;
+        let mut out = vec![f32::NAN; rows * c.batch];
+        let mut gw = vec![f32::NAN; rows * c.k];
+        let mut gx = vec![f32::NAN; c.in_dim * c.batch];
+        let mut gw_only = vec![f32::NAN; rows * c.k];
+        if c.batch == 0 || rows == 0 {
+            candidate_forward(&c.x, c.in_dim, c.batch, &c.pool, c.k, &c.w, &mut out).unwrap();
+            candidate_backward(&c.x, c.in_dim, c.batch, &c.pool, c.k, &c.v, &c.g, &mut gw, Some(&mut gx)).unwrap();
+            candidate_backward(&c.x, c.in_dim, c.batch, &c.pool, c.k, &c.v, &c.g, &mut gw_only, None).unwrap();
+        } else {
+            forward_with(isa, &c.x, c.batch, &c.pool, c.k, &c.w, &mut out);
+            input_grad_with(isa, &c.x, c.in_dim, c.batch, &c.pool, c.k, &c.v, &c.g, &mut gw, &mut gx);
+            weight_grad_with(isa, &c.x, c.batch, &c.pool, c.k, &c.g, &mut gw_only);
+        }
+        (out, gw, gx, gw_only)
+    }
+
+    fn check_case(c: &Case, isa: Isa) {
+        let [out_ref, gw_ref, gx_ref] = reference(c);
+        let (out, gw, gx, gw_only) = run(c, isa);
+        assert_close("out", &out, &out_ref);
+        assert_close("grad_w", &gw, &gw_ref);
+        assert_close("grad_x", &gx, &gx_ref);
+        assert!(gw_only == gw, "grad_w with and without grad_x differ");
+    }
+
+    #[test]
+    fn matches_reference_on_small_shapes() {
+        let mut seed = 0;
+        for &(in_dim, rows, k) in &[(1, 1, 1), (1, 3, 2), (2, 1, 4), (5, 7, 1), (50, 20, 8), (3, 40, 3), (9, 4, 16)] {
+            for batch in [1, 7, 16, 17, 33, 64, 65, 100, 130] {
+                for one_hot in [false, true] {
+                    seed += 1;
+                    check_case(&case(seed, in_dim, rows, k, batch, one_hot), Isa::Portable);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_isa_gives_the_same_bits() {
+        for one_hot in [false, true] {
+            let c = case(99, 300, 3000, 8, 37, one_hot); // large enough to run in parallel
+            let mut want = None;
+            for isa in Isa::supported() {
+                let got = run(&c, isa);
+                match &want {
+                    None => want = Some(got),
+                    Some(w) => assert!(*w == got, "{} differs from the portable path", isa.name()),
+                }
+            }
+            check_case(&c, Isa::default_for_machine().unwrap());
+        }
+    }
+
+    #[test]
+    fn one_hot_forward_copies_the_row_and_zero_rows_are_zero() {
+        // in_dim 3, batch 2; choice 0 picks wire 2, choice 1 has no weight; wire 1 is read by nobody.
+        let x = [1.0, 2.0, 9.0, 9.0, f32::INFINITY, -0.5];
+        let pool = [0, 2, 0, 2];
+        let w = [0.0, 1.0, 0.0, 0.0];
+        let mut out = [f32::NAN; 4];
+        candidate_forward(&x, 3, 2, &pool, 2, &w, &mut out).unwrap();
+        assert_eq!(out, [f32::INFINITY, -0.5, 0.0, 0.0], "zero weights never touch the (infinite) values");
+        let v = [0.25, 0.75, 0.5, 0.5];
+        let g = [1.0, 2.0, 4.0, 8.0];
+        let (mut gw, mut gx) = ([f32::NAN; 4], [f32::NAN; 6]);
+        candidate_backward(&x, 3, 2, &pool, 2, &v, &g, &mut gw, Some(&mut gx)).unwrap();
+        assert_eq!(gx, [0.25 * 1.0 + 0.5 * 4.0, 0.25 * 2.0 + 0.5 * 8.0, 0.0, 0.0, 0.75 + 2.0, 1.5 + 4.0]);
+        assert_eq!(gw, [1.0 + 4.0, f32::INFINITY, 4.0 + 16.0, f32::INFINITY]);
+    }
+
+    #[test]
+    fn empty_shapes() {
+        check_case(&case(1, 4, 3, 2, 0, false), Isa::Portable);
+        check_case(&case(2, 4, 0, 2, 5, false), Isa::Portable);
+        let mut gx = vec![f32::NAN; 8];
+        candidate_backward(&[0.5; 8], 4, 2, &[], 3, &[], &[], &mut [], Some(&mut gx)).unwrap();
+        assert_eq!(gx, vec![0.0; 8]);
+        candidate_forward(&[], 0, 2, &[], 1, &[], &mut []).unwrap();
+    }
+
+    fn message(result: Result<()>) -> String {
+        match result {
+            Err(Error::Input(m)) => m,
+            other => panic!("expected an input error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_bad_inputs() {
+        let x = [0.5f32; 6]; // in_dim 3, batch 2
+        let pool = [0, 1, 2, 0]; // R 2, K 2
+        let w = [0.25f32; 4];
+        let mut out = [0.0; 4];
+        let m = message(candidate_forward(&x, 3, 2, &pool, 0, &w, &mut out));
+        assert!(m.contains("k: expected at least 1"), "{m}");
+        let m = message(candidate_forward(&x, 3, 2, &pool, 3, &w, &mut out));
+        assert!(m.contains("not a multiple of K"), "{m}");
+        let m = message(candidate_forward(&x, 3, 2, &[0, 1, 3, 0], 2, &w, &mut out));
+        assert!(m.contains("pool[1, 0] = 3") && m.contains("below in_dim = 3"), "{m}");
+        let m = message(candidate_forward(&x[..5], 3, 2, &pool, 2, &w, &mut out));
+        assert!(m.contains("x: expected in_dim x batch = 3 x 2 = 6 values, got 5"), "{m}");
+        let m = message(candidate_forward(&x, 3, 2, &pool, 2, &w[..3], &mut out));
+        assert!(m.contains("w: expected 4"), "{m}");
+        let m = message(candidate_forward(&x, 3, 2, &pool, 2, &w, &mut out[..3]));
+        assert!(m.contains("out: expected 4"), "{m}");
+        let m = message(candidate_forward(&x, usize::MAX, 2, &pool, 2, &w, &mut out));
+        assert!(m.contains("overflows"), "{m}");
+
+        let g = [0.0f32; 4];
+        let (mut gw, mut gx) = ([0.0f32; 4], [0.0f32; 6]);
+        let m = message(candidate_backward(&x, 3, 2, &pool, 2, &w[..2], &g, &mut gw, None));
+        assert!(m.contains("v: expected 4"), "{m}");
+        let m = message(candidate_backward(&x, 3, 2, &pool, 2, &w, &g[..3], &mut gw, None));
+        assert!(m.contains("grad_out: expected 4"), "{m}");
+        let m = message(candidate_backward(&x, 3, 2, &pool, 2, &w, &g, &mut gw[..3], None));
+        assert!(m.contains("grad_w: expected 4"), "{m}");
+        let m = message(candidate_backward(&x, 3, 2, &pool, 2, &w, &g, &mut gw, Some(&mut gx[..5])));
+        assert!(m.contains("grad_x: expected 6"), "{m}");
+        let m = message(candidate_backward(&x, 3, 2, &[0, 9, 0, 0], 2, &w, &g, &mut gw, Some(&mut gx)));
+        assert!(m.contains("pool[0, 1] = 9"), "{m}");
+    }
+}
