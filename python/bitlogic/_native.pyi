@@ -101,8 +101,14 @@ def random_network(
 ) -> Network: ...
 def supported_isas() -> list[str]: ...
 def default_isa() -> str: ...
+# threads: None one per core, n >= 1 at most n (the caller and sleeping helpers), 0 rayon's global pool.
 def gate_forward(
-    x: npt.NDArray[np.float32], ia: npt.NDArray[np.int64], ib: npt.NDArray[np.int64], coef: npt.NDArray[np.float32]
+    x: npt.NDArray[np.float32],
+    ia: npt.NDArray[np.int64],
+    ib: npt.NDArray[np.int64],
+    coef: npt.NDArray[np.float32],
+    *,
+    threads: int | None = None,
 ) -> npt.NDArray[np.float32]: ...
 def gate_backward(
     x: npt.NDArray[np.float32],
@@ -110,9 +116,16 @@ def gate_backward(
     ib: npt.NDArray[np.int64],
     coef: npt.NDArray[np.float32],
     grad_out: npt.NDArray[np.float32],
+    *,
+    threads: int | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
 def gate_backward_coef(
-    x: npt.NDArray[np.float32], ia: npt.NDArray[np.int64], ib: npt.NDArray[np.int64], grad_out: npt.NDArray[np.float32]
+    x: npt.NDArray[np.float32],
+    ia: npt.NDArray[np.int64],
+    ib: npt.NDArray[np.int64],
+    grad_out: npt.NDArray[np.float32],
+    *,
+    threads: int | None = None,
 ) -> npt.NDArray[np.float32]: ...
 
 def candidate_forward(

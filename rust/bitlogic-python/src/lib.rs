@@ -4,6 +4,7 @@
 //! exceptions; every rule about networks and inputs lives in the core crate.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -646,15 +647,27 @@ impl<'py> GateLayerArgs<'py> {
     }
 }
 
+/// The training kernels' `threads` argument: `None` one thread per core, `n >= 1` at most `n` threads (the caller
+/// and the kernels' sleeping helpers), `0` rayon's global pool (how the kernels ran before, kept for comparison).
+fn kernel_threads(threads: Option<usize>) -> bitlogic_train::Threads {
+    match threads {
+        None => bitlogic_train::Threads::default(),
+        Some(n) => NonZeroUsize::new(n).map_or(bitlogic_train::Threads::RayonPool, bitlogic_train::Threads::AtMost),
+    }
+}
+
 /// Output `[N, batch]` of a layer of differentiable gates over `x` `[in_dim, batch]` (feature-major).
 #[pyfunction]
+#[pyo3(signature = (x, ia, ib, coef, *, threads=None))]
 fn gate_forward<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     ia: &Bound<'py, PyAny>,
     ib: &Bound<'py, PyAny>,
     coef: &Bound<'py, PyAny>,
+    threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let threads = kernel_threads(threads);
     let GateLayerArgs { x, in_dim, batch, ia, ib } = GateLayerArgs::new(x, ia, ib)?;
     let coef = coefficients(coef)?;
     let x = contiguous(&x, "x")?;
@@ -662,7 +675,12 @@ fn gate_forward<'py>(
     {
         let mut guard = out.readwrite();
         let slice = guard.as_slice_mut().expect("a new array is contiguous");
-        py.allow_threads(|| bitlogic_train::gate_forward(x, in_dim, batch, &ia, &ib, &coef, slice)).map_err(to_py)?;
+        py.allow_threads(|| {
+            bitlogic_train::with_threads(threads, || {
+                bitlogic_train::gate_forward(x, in_dim, batch, &ia, &ib, &coef, slice)
+            })
+        })
+        .map_err(to_py)?;
     }
     Ok(out)
 }
@@ -671,6 +689,7 @@ type Float32Pair<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<f32>>);
 
 /// Gradients `(grad_x [in_dim, batch], grad_coef [N, 4])` of `gate_forward` given `grad_out` `[N, batch]`.
 #[pyfunction]
+#[pyo3(signature = (x, ia, ib, coef, grad_out, *, threads=None))]
 fn gate_backward<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -678,7 +697,9 @@ fn gate_backward<'py>(
     ib: &Bound<'py, PyAny>,
     coef: &Bound<'py, PyAny>,
     grad_out: &Bound<'py, PyAny>,
+    threads: Option<usize>,
 ) -> PyResult<Float32Pair<'py>> {
+    let threads = kernel_threads(threads);
     let GateLayerArgs { x, in_dim, batch, ia, ib } = GateLayerArgs::new(x, ia, ib)?;
     let coef = coefficients(coef)?;
     let grad_out = f32_matrix(grad_out, "grad_out", "[N, batch]")?;
@@ -689,7 +710,9 @@ fn gate_backward<'py>(
         let mut guard = grad_x.readwrite();
         let slice = guard.as_slice_mut().expect("a new array is contiguous");
         py.allow_threads(|| {
-            bitlogic_train::gate_backward(x, in_dim, batch, &ia, &ib, &coef, grad_out, slice, &mut grad_coef)
+            bitlogic_train::with_threads(threads, || {
+                bitlogic_train::gate_backward(x, in_dim, batch, &ia, &ib, &coef, grad_out, slice, &mut grad_coef)
+            })
         })
         .map_err(to_py)?;
     }
@@ -698,19 +721,26 @@ fn gate_backward<'py>(
 
 /// The coefficient gradient `[N, 4]` alone, for a layer whose input needs no gradient.
 #[pyfunction]
+#[pyo3(signature = (x, ia, ib, grad_out, *, threads=None))]
 fn gate_backward_coef<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     ia: &Bound<'py, PyAny>,
     ib: &Bound<'py, PyAny>,
     grad_out: &Bound<'py, PyAny>,
+    threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let threads = kernel_threads(threads);
     let GateLayerArgs { x, in_dim, batch, ia, ib } = GateLayerArgs::new(x, ia, ib)?;
     let grad_out = f32_matrix(grad_out, "grad_out", "[N, batch]")?;
     let (x, grad_out) = (contiguous(&x, "x")?, contiguous(&grad_out, "grad_out")?);
     let mut grad_coef = vec![[0.0f32; 4]; ia.len()];
-    py.allow_threads(|| bitlogic_train::gate_backward_coef(x, in_dim, batch, &ia, &ib, grad_out, &mut grad_coef))
-        .map_err(to_py)?;
+    py.allow_threads(|| {
+        bitlogic_train::with_threads(threads, || {
+            bitlogic_train::gate_backward_coef(x, in_dim, batch, &ia, &ib, grad_out, &mut grad_coef)
+        })
+    })
+    .map_err(to_py)?;
     Ok(coef_array(py, grad_coef))
 }
 

@@ -21,18 +21,23 @@
 //! gradient once, writing both sides' terms to a scratch buffer and summing them per input afterwards, measured no
 //! faster and needs a scratch buffer twice the size of the gradient.)
 //!
+//! The kernels split their work into tasks and run them with [`run_tasks`] (module `threads`): on the calling thread
+//! and helper threads that never spin while idle, so that they do not compete with torch's own threads for the cores
+//! between two calls; [`with_threads`] bounds how many. New kernels split their work into tasks the same way.
+//!
 //! Like the evaluator, every kernel runs the same generic code compiled for the best instruction set of the CPU
 //! (see [`bitlogic::Isa`]); the arithmetic is the same on every path, so every path gives the same bits.
 
 #![warn(missing_docs)]
 
-use rayon::prelude::*;
-
 use bitlogic::{Error, Isa, Result};
 
-/// Below this many `f32` results (rows x batch) a kernel runs on the calling thread: a rayon fork costs more.
-const PARALLEL_MIN: usize = 1 << 16;
-/// About this many `f32` results per rayon task.
+mod threads;
+pub use threads::{current_threads, run_tasks, with_threads, Threads};
+
+/// Below this many `f32` results (rows x batch) a kernel runs on the calling thread: waking threads costs more.
+pub const PARALLEL_MIN: usize = 1 << 16;
+/// About this many `f32` results per task.
 const TASK_ELEMENTS: usize = 1 << 14;
 /// Accumulator lanes of the batch sums: 16 `f32` are one AVX-512 or two AVX2 registers, and independent chains.
 const LANES: usize = 16;
@@ -252,7 +257,7 @@ fn forward_gates(x: &[f32], batch: usize, ia: &[u32], ib: &[u32], coef: &[[f32; 
     }
 }
 
-/// Gates per rayon task.
+/// Gates per task.
 fn gates_per_task(batch: usize) -> usize {
     (TASK_ELEMENTS / batch).max(1)
 }
@@ -263,11 +268,8 @@ fn forward_with(isa: Isa, x: &[f32], batch: usize, ia: &[u32], ib: &[u32], coef:
         return;
     }
     let per = gates_per_task(batch);
-    out.par_chunks_mut(per * batch)
-        .zip(ia.par_chunks(per))
-        .zip(ib.par_chunks(per))
-        .zip(coef.par_chunks(per))
-        .for_each(|(((out, ia), ib), coef)| forward_gates_isa(isa, x, batch, ia, ib, coef, out));
+    let tasks = out.chunks_mut(per * batch).zip(ia.chunks(per)).zip(ib.chunks(per)).zip(coef.chunks(per)).collect();
+    run_tasks(tasks, |(((out, ia), ib), coef)| forward_gates_isa(isa, x, batch, ia, ib, coef, out));
 }
 
 /// `[sum g, sum g*a, sum g*b, sum g*a*b]`, accumulated in `LANES` independent `f32` lanes and then reduced; when
@@ -367,12 +369,8 @@ fn coef_grad_with(isa: Isa, x: &[f32], batch: usize, ia: &[u32], ib: &[u32], g: 
         return;
     }
     let per = gates_per_task(batch);
-    grad_coef
-        .par_chunks_mut(per)
-        .zip(g.par_chunks(per * batch))
-        .zip(ia.par_chunks(per))
-        .zip(ib.par_chunks(per))
-        .for_each(|(((grad_coef, g), ia), ib)| coef_grad_gates_isa(isa, x, batch, ia, ib, g, grad_coef));
+    let tasks = grad_coef.chunks_mut(per).zip(g.chunks(per * batch)).zip(ia.chunks(per)).zip(ib.chunks(per)).collect();
+    run_tasks(tasks, |(((grad_coef, g), ia), ib)| coef_grad_gates_isa(isa, x, batch, ia, ib, g, grad_coef));
 }
 
 /// Everything the input-side pass reads.
@@ -487,7 +485,7 @@ fn backward_with(
             input_grad_isa(isa, task, &ctx);
         }
     } else {
-        tasks.into_par_iter().for_each(|task| input_grad_isa(isa, task, &ctx));
+        run_tasks(tasks, |task| input_grad_isa(isa, task, &ctx));
     }
     for (&reader, slot) in readers.iter().zip(&slots) {
         if reader & 1 == 0 {
@@ -500,6 +498,7 @@ fn backward_with(
 mod tests {
     use super::*;
     use bitlogic::SplitMix64;
+    use std::num::NonZeroUsize;
 
     struct Case {
         in_dim: usize,
@@ -638,6 +637,34 @@ mod tests {
             }
         }
         check_case(&c, Isa::default_for_machine().unwrap());
+    }
+
+    #[test]
+    fn every_thread_setting_gives_the_same_bits() {
+        let c = case(7, 500, 3000, 41); // several tasks per kernel
+        let settings = [1, 2, 3, 8]
+            .map(|n| Threads::AtMost(NonZeroUsize::new(n).unwrap()))
+            .into_iter()
+            .chain([Threads::RayonPool]);
+        let mut want = None;
+        for threads in settings {
+            let got = with_threads(threads, || {
+                assert_eq!(current_threads(), threads);
+                let n = c.ia.len();
+                let mut out = vec![0.0; n * c.batch];
+                gate_forward(&c.x, c.in_dim, c.batch, &c.ia, &c.ib, &c.coef, &mut out).unwrap();
+                let (mut gx, mut gc, mut gc_only) =
+                    (vec![0.0; c.in_dim * c.batch], vec![[0.0; 4]; n], vec![[0.0; 4]; n]);
+                gate_backward(&c.x, c.in_dim, c.batch, &c.ia, &c.ib, &c.coef, &c.g, &mut gx, &mut gc).unwrap();
+                gate_backward_coef(&c.x, c.in_dim, c.batch, &c.ia, &c.ib, &c.g, &mut gc_only).unwrap();
+                (out, gx, gc, gc_only)
+            });
+            match &want {
+                None => want = Some(got),
+                Some(w) => assert!(*w == got, "{threads:?} differs from one thread"),
+            }
+        }
+        assert_eq!(current_threads(), Threads::default(), "with_threads restores the setting");
     }
 
     #[test]
