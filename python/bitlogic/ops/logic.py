@@ -32,6 +32,7 @@ from bitlogic.gpu import candidates as mix_kernels
 from bitlogic.gpu import logic as kernels
 from bitlogic.gpu import use_kernels
 from bitlogic.gpu._kernels import Backend, backend_for
+from bitlogic.ops._threads import kernel_threads
 from bitlogic.ops.estimators import ESTIMATORS, gumbel_noise, straight_through
 
 #: Op code of the pass-through gate ``A`` (difflogic's order), the target of residual initialization.
@@ -104,7 +105,7 @@ class FusedGates(torch.autograd.Function):
         xt = x.detach().t().contiguous()
         ia_np, ib_np = _wires(ia), _wires(ib)
         coef = coef.detach().contiguous()
-        out = gate_forward(xt.numpy(), ia_np, ib_np, coef.numpy())
+        out = gate_forward(xt.numpy(), ia_np, ib_np, coef.numpy(), threads=kernel_threads())
         ctx.save_for_backward(xt, coef)
         ctx.wires = (ia_np, ib_np)
         return torch.from_numpy(out).t()
@@ -116,10 +117,11 @@ class FusedGates(torch.autograd.Function):
         g = grad.t().contiguous().numpy()  # feature-major [N, B]; no copy when it already is
         need_x, _, _, need_coef = ctx.needs_input_grad
         if need_x:
-            grad_x, grad_coef = gate_backward(xt.numpy(), ia_np, ib_np, coef.numpy(), g)
+            grad_x, grad_coef = gate_backward(xt.numpy(), ia_np, ib_np, coef.numpy(), g, threads=kernel_threads())
             return torch.from_numpy(grad_x).t(), None, None, torch.from_numpy(grad_coef) if need_coef else None
         if need_coef:
-            return None, None, None, torch.from_numpy(gate_backward_coef(xt.numpy(), ia_np, ib_np, g))
+            grad_coef = gate_backward_coef(xt.numpy(), ia_np, ib_np, g, threads=kernel_threads())
+            return None, None, None, torch.from_numpy(grad_coef)
         return None, None, None, None
 
 
