@@ -1,8 +1,8 @@
 """How many threads the fused CPU training kernels of ``bitlogic._native`` use.
 
 The kernels follow ``torch.get_num_threads()``, so the one setting a torch user already has governs a whole training
-step. Each kernel call spawns its threads and ends them before it returns (see ``rust/bitlogic-train``): no idle
-worker is left spinning to compete with torch's OpenMP threads for the cores between two calls.
+step. They run on the calling thread and helper threads that sleep while idle (``rust/bitlogic-train``, module
+``threads``): no idle worker is left spinning to compete with torch's OpenMP threads for the cores between two calls.
 
 ``rayon_pool = True`` (or the environment variable ``BITLOGIC_KERNEL_POOL=rayon`` at import) runs the kernels on
 rayon's global pool instead, the behaviour before; ``benches/train_step.py`` sets it to compare the two.
