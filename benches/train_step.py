@@ -11,14 +11,22 @@ tau = 30), the backward pass and an Adam step (lr 0.01). Three implementations o
    CPU, the CUDA kernels of ``cuda/logic_layer.cu`` with ``--device cuda`` (float32, or bfloat16 activations with
    ``--dtype bfloat16``).
 
+On the CPU it then times the fused step against itself, interleaved (one step of each in turn, so that a busy
+machine slows both alike): with the kernels on ``torch.get_num_threads()`` threads, the caller and helpers that sleep
+while idle (the default, see ``bitlogic.ops._threads``), and on rayon's pool, whose idle workers spin, how the
+kernels ran before (``BITLOGIC_KERNEL_POOL=rayon`` or ``bitlogic.ops._threads.rayon_pool = True`` selects it). Beside them, the kernels alone: the same six
+forward and backward calls, without torch around them, which is what the step's kernel part can at best cost. Run it
+with other thread settings to compare (``OMP_WAIT_POLICY=PASSIVE``, ``OMP_NUM_THREADS=1``, ``--threads 1``).
+
 Figures depend on the machine: report them with it. The default batch is 100 on the CPU and 512 on a GPU.
 
-    python benches/train_step.py [--steps 20] [--device cuda] [--batch 512] [--dtype bfloat16]
+    python benches/train_step.py [--steps 20] [--device cuda] [--batch 512] [--dtype bfloat16] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -26,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bitlogic import _native
+from bitlogic.ops import _threads
 from bitlogic.ops.logic import gates, gates_torch
 from _machine import cpu_name  # benches/ is the script directory, first on sys.path
 
@@ -149,6 +159,67 @@ def seconds_per_step(trainer: Trainer, steps: int, warmup: int = 2) -> tuple[flo
     return times[len(times) // 2], times[0]
 
 
+def median_min(times: list[float]) -> tuple[float, float]:
+    times = sorted(times)
+    return times[len(times) // 2], times[0]
+
+
+def kernels_alone(trainer: Trainer) -> Callable[[], None]:
+    """The native calls of one fused step (six forward, five full backward and the first layer's coefficient
+    gradient) on the trainer's shapes, with nothing of torch between them."""
+    h = trainer.x.t().contiguous().numpy()
+    layers = []
+    for (ia, ib), w in zip(trainer.wires, trainer.weights):
+        coef = (torch.softmax(w.detach(), dim=1) @ M).numpy()
+        ia_np, ib_np = ia.numpy(), ib.numpy()
+        layers.append((h, ia_np, ib_np, coef))
+        h = _native.gate_forward(h, ia_np, ib_np, coef)
+    g = torch.rand(h.shape, generator=torch.Generator().manual_seed(1)).numpy()
+
+    def run() -> None:
+        threads = _threads.kernel_threads()
+        for x, ia_np, ib_np, coef in layers:
+            _native.gate_forward(x, ia_np, ib_np, coef, threads=threads)
+        for k, (x, ia_np, ib_np, coef) in reversed(list(enumerate(layers))):
+            if k:
+                _native.gate_backward(x, ia_np, ib_np, coef, g, threads=threads)
+            else:
+                _native.gate_backward_coef(x, ia_np, ib_np, g, threads=threads)
+
+    return run
+
+
+def compare_kernel_threads(trainer: Trainer, steps: int) -> None:
+    """The fused step with the kernels on their helper threads and on rayon's pool, and the kernels alone on
+    either, interleaved."""
+    alone = kernels_alone(trainer)
+    variants: list[tuple[str, bool, Callable[[], object]]] = [
+        ("step, kernels on rayon's pool (before)", True, trainer.step),
+        ("step, kernels on helper threads (now)", False, trainer.step),
+        ("kernels alone, helper threads", False, alone),
+        ("kernels alone, rayon's pool", True, alone),
+    ]
+    times: list[list[float]] = [[] for _ in variants]
+    saved = _threads.rayon_pool
+    try:
+        for i in range(steps + 2):
+            for (_, rayon, run), record in zip(variants, times):
+                _threads.rayon_pool = rayon
+                start = time.perf_counter()
+                run()
+                if i >= 2:  # two warm-up rounds
+                    record.append(time.perf_counter() - start)
+    finally:
+        _threads.rayon_pool = saved
+    wait = os.environ.get("OMP_WAIT_POLICY", "unset")
+    print(f"\nfused step, interleaved ({steps} rounds; torch {torch.get_num_threads()} threads, OMP_WAIT_POLICY {wait}, "
+          f"load {os.getloadavg()[0]:.1f}):")
+    print(f"{'variant':<40} {'median ms':>10} {'min ms':>8}")
+    for (name, _, _), record in zip(variants, times):
+        median, fastest = median_min(record)
+        print(f"{name:<40} {median * 1e3:10.1f} {fastest * 1e3:8.1f}")
+
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,7 +227,10 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: 100 on the CPU, 512 on a GPU)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="activations")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     batch = args.batch or (512 if device.type == "cuda" else 100)
@@ -197,6 +271,8 @@ def main() -> None:
         baseline = baseline or median
         print(f"{name:<28} {steps:5d} {median * 1e3:10.1f} {fastest * 1e3:8.1f} {baseline / median:7.1f}x")
     print("speedup: of the median over the difflogic-style median")
+    if device.type == "cpu":
+        compare_kernel_threads(fused_run, args.steps)
 
 
 if __name__ == "__main__":
