@@ -129,7 +129,11 @@ def gate_backward_coef(
 ) -> npt.NDArray[np.float32]: ...
 
 def candidate_forward(
-    x: npt.NDArray[np.float32], pool: npt.NDArray[np.int64], w: npt.NDArray[np.float32]
+    x: npt.NDArray[np.float32],
+    pool: npt.NDArray[np.int64],
+    w: npt.NDArray[np.float32],
+    *,
+    threads: int | None = None,
 ) -> npt.NDArray[np.float32]: ...
 def candidate_backward(
     x: npt.NDArray[np.float32],
@@ -137,6 +141,8 @@ def candidate_backward(
     v: npt.NDArray[np.float32],
     grad_out: npt.NDArray[np.float32],
     need_x: bool,
+    *,
+    threads: int | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]: ...
 
 def cuda_sources() -> dict[str, str]: ...

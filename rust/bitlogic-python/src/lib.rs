@@ -790,12 +790,15 @@ fn pool_weights<'py>(
 
 /// Output `[R, batch]` of the candidate mix `out[r] = sum_k w[r, k] * x[pool[r, k]]` over `x` `[in_dim, batch]`.
 #[pyfunction]
+#[pyo3(signature = (x, pool, w, *, threads=None))]
 fn candidate_forward<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     pool: &Bound<'py, PyAny>,
     w: &Bound<'py, PyAny>,
+    threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let threads = kernel_threads(threads);
     let x = f32_matrix(x, "x", "[in_dim, batch]")?;
     let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
     let (pool, rows, k) = candidate_pool(pool)?;
@@ -805,7 +808,12 @@ fn candidate_forward<'py>(
     {
         let mut guard = out.readwrite();
         let slice = guard.as_slice_mut().expect("a new array is contiguous");
-        py.allow_threads(|| bitlogic_train::candidate_forward(x, in_dim, batch, &pool, k, w, slice)).map_err(to_py)?;
+        py.allow_threads(|| {
+            bitlogic_train::with_threads(threads, || {
+                bitlogic_train::candidate_forward(x, in_dim, batch, &pool, k, w, slice)
+            })
+        })
+        .map_err(to_py)?;
     }
     Ok(out)
 }
@@ -815,6 +823,7 @@ type CandidateGrads<'py> = (Bound<'py, PyArray2<f32>>, Option<Bound<'py, PyArray
 /// Gradients `(grad_w [R, K], grad_x [in_dim, batch] or None)` of `candidate_forward` given `grad_out` `[R, batch]`;
 /// `grad_x` (weighted by `v` `[R, K]`) only when `need_x`.
 #[pyfunction]
+#[pyo3(signature = (x, pool, v, grad_out, need_x, *, threads=None))]
 fn candidate_backward<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -822,7 +831,9 @@ fn candidate_backward<'py>(
     v: &Bound<'py, PyAny>,
     grad_out: &Bound<'py, PyAny>,
     need_x: bool,
+    threads: Option<usize>,
 ) -> PyResult<CandidateGrads<'py>> {
+    let threads = kernel_threads(threads);
     let x = f32_matrix(x, "x", "[in_dim, batch]")?;
     let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
     let (pool, rows, k) = candidate_pool(pool)?;
@@ -837,7 +848,9 @@ fn candidate_backward<'py>(
         let mut x_guard = grad_x.as_ref().map(|a| a.readwrite());
         let x_slice = x_guard.as_mut().map(|g| g.as_slice_mut().expect("a new array is contiguous"));
         py.allow_threads(|| {
-            bitlogic_train::candidate_backward(x, in_dim, batch, &pool, k, v, grad_out, w_slice, x_slice)
+            bitlogic_train::with_threads(threads, || {
+                bitlogic_train::candidate_backward(x, in_dim, batch, &pool, k, v, grad_out, w_slice, x_slice)
+            })
         })
         .map_err(to_py)?;
     }

@@ -18,12 +18,11 @@
 //! every thread owns the rows it writes: no atomics, and the slots summed in increasing order. The same pass produces
 //! the weight gradient of every slot it visits (the dot product of the gradient row and the input row it holds).
 
-use rayon::prelude::*;
-
 use bitlogic::{Error, Isa, Result};
 
 use super::{
-    check_len, prefetch_distance, prefetch_row, reduce, row, rows_times_batch, LANES, PARALLEL_MIN, TASK_ELEMENTS,
+    check_len, prefetch_distance, prefetch_row, reduce, row, rows_times_batch, run_tasks, LANES, PARALLEL_MIN,
+    TASK_ELEMENTS,
 };
 
 /// Output `out` (`R x batch`, feature-major) of the candidate mix: `out[r] = sum_k w[r, k] * x[pool[r, k]]` over
@@ -131,12 +130,6 @@ per_isa!(weight_grad_rows_isa => weight_grad_rows(
 ));
 per_isa!(input_grad_isa => input_grad(task: InputTask<'_>, ctx: &InputCtx<'_>));
 
-/// Runs `f` on every task in parallel; each task writes its own part of the results, so the bits do not depend on
-/// which thread runs it.
-fn parallel<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Sync + Send) {
-    tasks.into_par_iter().for_each(f);
-}
-
 /// Choices per task.
 fn rows_per_task(batch: usize) -> usize {
     (TASK_ELEMENTS / batch).max(1)
@@ -185,7 +178,7 @@ fn forward_with(isa: Isa, x: &[f32], batch: usize, pool: &[u32], k: usize, w: &[
     }
     let per = rows_per_task(batch);
     let tasks = out.chunks_mut(per * batch).zip(pool.chunks(per * k)).zip(w.chunks(per * k)).collect();
-    parallel(tasks, |((out, pool), w)| forward_rows_isa(isa, x, batch, pool, k, w, out));
+    run_tasks(tasks, |((out, pool), w)| forward_rows_isa(isa, x, batch, pool, k, w, out));
 }
 
 /// `sum_b g[b] * a[b]` in `LANES` independent lanes reduced in a fixed order; when `acc` is given, also adds
@@ -251,7 +244,7 @@ fn weight_grad_with(isa: Isa, x: &[f32], batch: usize, pool: &[u32], k: usize, g
     // A task of about TASK_ELEMENTS products: rows x K x batch.
     let per = (TASK_ELEMENTS / (batch * k)).max(1);
     let tasks = grad_w.chunks_mut(per * k).zip(g.chunks(per * batch)).zip(pool.chunks(per * k)).collect();
-    parallel(tasks, |((grad_w, g), pool)| weight_grad_rows_isa(isa, x, batch, pool, k, g, grad_w));
+    run_tasks(tasks, |((grad_w, g), pool)| weight_grad_rows_isa(isa, x, batch, pool, k, g, grad_w));
 }
 
 /// Everything the input-side pass reads.
@@ -348,7 +341,7 @@ fn input_grad_with(
             input_grad_isa(isa, task, &ctx);
         }
     } else {
-        parallel(tasks, |task| input_grad_isa(isa, task, &ctx));
+        run_tasks(tasks, |task| input_grad_isa(isa, task, &ctx));
     }
     for (&slot, &value) in readers.iter().zip(&slots) {
         grad_w[slot as usize] = value;
