@@ -13,6 +13,12 @@ of a layer of such gates give the same results up to float rounding:
 :func:`gates` is the rule that picks one. The kernels work on feature-major activations (``[features, batch]``,
 contiguous over the batch) and return a ``[batch, N]`` *view* of a feature-major ``[N, batch]`` result, so a stack
 of layers hands activations (and gradients) from one kernel to the next without a transpose.
+
+Learned wiring's candidate mix (:func:`mix_candidates`: each gate input the weighted sum of its ``K`` candidate
+wires) has the same three: :class:`MixCandidates` in torch (the reference), :class:`FusedMix` on the fused Rust
+kernels for float32 on the CPU (no ``[R*K, B]`` copy of the candidates' values; a one-hot forward copies one row),
+and :class:`KernelMix` on the CUDA kernels of ``cuda/candidates.cu``. :mod:`bitlogic.ops.lut`'s pooled mappings use
+the same primitives.
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ from torch import Tensor
 
 # The op-code convention is the core's (NUM_OPS two-input functions, OP_TABLES their truth tables), read here so
 # that training, the engine and the file format cannot disagree on what an op code means.
-from bitlogic._native import NUM_OPS, OP_TABLES, gate_backward, gate_backward_coef, gate_forward
+from bitlogic._native import (
+    NUM_OPS,
+    OP_TABLES,
+    candidate_backward,
+    candidate_forward,
+    gate_backward,
+    gate_backward_coef,
+    gate_forward,
+)
 from bitlogic.gpu import candidates as mix_kernels
 from bitlogic.gpu import logic as kernels
 from bitlogic.gpu import use_kernels
@@ -272,6 +286,62 @@ class MixCandidates(torch.autograd.Function):
         return grad_x, None, grad_w
 
 
+class FusedMix(torch.autograd.Function):
+    """The candidate mix ``out[r] = sum_k w[r, k] * xt[pool[r, k]]`` (feature-major ``[R, B]``) on the fused kernels
+    of ``bitlogic._native``, for float32 CPU tensors; differentiable in ``xt`` and ``w``.
+
+    The backward pass weights the input gradient by ``v`` (``[R, K]``, not differentiated): ``w`` itself when ``v``
+    is None (:class:`MixCandidates`'s gradients), the soft weights that a one-hot forward ``w`` stands for otherwise
+    (a straight-through estimator). The kernels read the candidates in place: no ``[R*K, B]`` copy of their values
+    in either pass, and a one-hot forward costs one row copy per choice."""
+
+    @staticmethod
+    def forward(ctx: Any, xt: Tensor, pool: Tensor, w: Tensor, v: Tensor | None) -> Tensor:
+        xt = xt.detach().contiguous()
+        pool_np = _wires(pool)
+        w = w.detach().contiguous()
+        out = candidate_forward(xt.numpy(), pool_np, w.numpy(), threads=kernel_threads())
+        ctx.save_for_backward(xt, w if v is None else v.detach().to(torch.float32).contiguous())
+        ctx.pool = pool_np
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, Tensor | None, None]:
+        xt, v = ctx.saved_tensors
+        need_x, _, need_w, _ = ctx.needs_input_grad
+        if not (need_x or need_w):
+            return None, None, None, None
+        grad_w, grad_x = fused_mix_grads(xt, ctx.pool, v, grad, need_x)
+        return grad_x, None, grad_w if need_w else None, None
+
+
+def fused_mix_grads(
+    xt: Tensor, pool: Tensor | npt.NDArray[np.int64], v: Tensor, grad: Tensor, need_x: bool
+) -> tuple[Tensor, Tensor | None]:
+    """The gradients of :class:`FusedMix` given ``grad`` (``[R, B]``): ``grad_w`` ``[R, K]`` (the dot product of
+    each choice's gradient row with each of its candidates) and, when ``need_x``, ``grad_x`` ``[in_dim, B]`` with the
+    gradient rows spread to the candidates by ``v``. float32 CPU tensors."""
+    pool_np = pool if isinstance(pool, np.ndarray) else _wires(pool)
+    v_np = v.detach().to(torch.float32).contiguous().numpy()
+    g = grad.contiguous().numpy()
+    grad_w, grad_x = candidate_backward(xt.detach().contiguous().numpy(), pool_np, v_np, g, need_x,
+                                        threads=kernel_threads())
+    return torch.from_numpy(grad_w), (torch.from_numpy(grad_x) if grad_x is not None else None)
+
+
+def fused_mix(xt: Tensor, pool: Tensor, w: Tensor, v: Tensor | None = None) -> Tensor:
+    """:class:`FusedMix`: feature-major ``[R, B]`` mix of the ``[R, K]`` ``pool`` rows of ``xt`` ``[in_dim, B]``
+    weighted by ``w``, the input gradient weighted by ``v`` (default ``w``). float32 CPU tensors."""
+    out: Tensor = FusedMix.apply(xt, pool, w, v)
+    return out
+
+
+def fused_mix_applies(x: Tensor, *others: Tensor) -> bool:
+    """Whether :class:`FusedMix` takes these tensors: float32 on the CPU (indices: integers on the CPU)."""
+    return x.dtype == torch.float32 and x.device.type == "cpu" and all(
+        t.device.type == "cpu" and (t.dtype == torch.float32 or not t.dtype.is_floating_point) for t in others)
+
+
 class KernelMix(torch.autograd.Function):
     """The candidate mix ``out[r] = sum_k w[r, k] * xt[pool[r, k]]`` (feature-major ``[R, B]``) on a GPU, computed by
     the kernels of ``cuda/candidates.cu`` through ``backend``; differentiable in ``xt`` and ``w``. float32, bfloat16
@@ -336,15 +406,18 @@ def kernel_mix_applies(x: Tensor, pool: Tensor, *others: Tensor) -> bool:
 def mix_candidates(x: Tensor, candidates: Tensor, weights: Tensor) -> Tensor:
     """Feature-major ``[C, N, B]``: the ``weights``-weighted sum of the candidate wires of every gate input.
 
-    ``x`` is ``[B, in_dim]``, ``candidates`` int64 ``[C, N, K]`` wire indices and ``weights`` ``[C, N, K]``. One
-    gather of the ``[C*N*K, B]`` candidate values over the transposed input (no copy of ``x`` when it is a view of a
-    feature-major tensor, as the kernels return) and one batched weighted sum; the result is contiguous over the
-    batch, as the gate kernels read it. GPU tensors the CUDA kernels take go to :class:`KernelMix` instead, with the
-    same results and gradients up to float rounding.
+    ``x`` is ``[B, in_dim]``, ``candidates`` int64 ``[C, N, K]`` wire indices and ``weights`` ``[C, N, K]``; the
+    input is read transposed (no copy of ``x`` when it is a view of a feature-major tensor, as the kernels return)
+    and the result is contiguous over the batch, as the gate kernels read it. float32 CPU tensors go to
+    :class:`FusedMix`, GPU tensors the CUDA kernels take to :class:`KernelMix`; others to :class:`MixCandidates`
+    (one gather of the ``[C*N*K, B]`` candidate values and one batched weighted sum), the reference, with the same
+    results and gradients up to float rounding.
     """
     c, n, k = candidates.shape
     xt = x.t().contiguous()  # [in_dim, B]
     w = weights.reshape(c * n, k).to(x.dtype).contiguous()
+    if fused_mix_applies(x, candidates, w):
+        return fused_mix(xt, candidates.reshape(c * n, k), w).view(c, n, -1)
     if mix_kernels.supports(xt, candidates, w) and use_kernels(x.device):
         return kernel_mix(xt, candidates.reshape(c * n, k), w).view(c, n, -1)
     mixed: Tensor = MixCandidates.apply(xt, candidates.reshape(-1), w)
@@ -385,6 +458,7 @@ __all__ = [
     "NUM_OPS",
     "PASS_A",
     "FusedGates",
+    "FusedMix",
     "KernelGates",
     "KernelMix",
     "MixCandidates",
@@ -392,6 +466,9 @@ __all__ = [
     "choice_weights",
     "corner_coefficients",
     "corner_weights",
+    "fused_mix",
+    "fused_mix_applies",
+    "fused_mix_grads",
     "gates",
     "gates_torch",
     "kernel_mix",

@@ -30,7 +30,14 @@ from bitlogic.gpu import lut as kernels
 from bitlogic.gpu import use_kernels
 from bitlogic.gpu._kernels import Backend, backend_for
 from bitlogic.ops.estimators import logistic_noise, straight_through
-from bitlogic.ops.logic import kernel_mix, kernel_mix_applies, kernel_mix_grads
+from bitlogic.ops.logic import (
+    fused_mix,
+    fused_mix_applies,
+    fused_mix_grads,
+    kernel_mix,
+    kernel_mix_applies,
+    kernel_mix_grads,
+)
 
 
 def efd_matrix(n: int, alpha: float, beta: float) -> Tensor:
@@ -203,8 +210,14 @@ class CandidateSelect(torch.autograd.Function):
         x, weight, pool = ctx.saved_tensors
         rows, k = pool.shape
         need_x, need_w = ctx.needs_input_grad[:2]
+        if fused_mix_applies(x, grad, weight, pool) and (need_x or need_w):
+            # The fused kernels: both gradients in one pass over the feature-major input and gradient, no [R, K, B]
+            # copy of the candidates' values.
+            soft = torch.softmax(weight.detach() / ctx.tau, dim=1)
+            gw, gx = fused_mix_grads(x.detach().t().contiguous(), pool, soft, grad.t(), need_x)
+            return (gx.t() if gx is not None else None), (gw.to(weight.dtype) if need_w else None), None, None
         if kernel_mix_applies(x, pool, grad, weight) and (need_x or need_w):
-            # The CUDA kernels: both gradients, each input's by one thread in a fixed order (no atomics).
+            # The CUDA kernels: the same two gradients, each input's by one thread in a fixed order (no atomics).
             soft = torch.softmax(weight.detach() / ctx.tau, dim=1)
             gw, gx = kernel_mix_grads(x.t(), pool, soft, grad.t(), need_x)
             return (gx.t() if gx is not None else None), (gw.to(weight.dtype) if need_w else None), None, None
@@ -290,9 +303,16 @@ def relaxed_select(x: Tensor, weight: Tensor, tau: float, estimator: str, pool: 
         logits = logits - torch.log(-torch.log(u))
     mixture = torch.softmax(logits, dim=1).to(x.dtype)
     choice = logits.detach().argmax(dim=1)
+    if pool is not None and fused_mix_applies(x, mixture, pool):
+        # The fused kernels: the forward reads the chosen candidate (gumbel) or mixes them in place (soft), and the
+        # backward spreads the gradient by the mixture; the weights' gradient goes to the mixture either way.
+        xt = x.t().contiguous()
+        if estimator == "soft":
+            return fused_mix(xt, pool, mixture).t()
+        one_hot = torch.zeros_like(mixture).scatter_(1, choice.unsqueeze(1), 1.0)
+        return fused_mix(xt, pool, straight_through(one_hot, mixture), mixture).t()
     if pool is not None and kernel_mix_applies(x, pool, mixture):
-        # The CUDA kernels: the forward reads the chosen candidate (gumbel) or mixes them (soft), and the backward
-        # spreads the gradient by the mixture; the weights' gradient goes to the mixture either way.
+        # The CUDA kernels, as the fused ones above (a one-hot forward reads one candidate per input).
         xt = x.t().contiguous()
         if estimator == "soft":
             return kernel_mix(xt, pool, mixture).t()
