@@ -15,17 +15,21 @@ epochs, batch, learning rate and schedule unless told otherwise; one run each (s
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
+# As `bitlogic train` does: torch's OpenMP threads must not spin between the fused kernels (see bitlogic.cli.train).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import bitlogic
-from bitlogic import datasets, presets
-from bitlogic.training import train
-from _machine import cpu_name  # benches/ is the script directory, first on sys.path
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import bitlogic  # noqa: E402
+from bitlogic import datasets, presets  # noqa: E402
+from bitlogic.training import train  # noqa: E402
+from _machine import cpu_name  # noqa: E402  # benches/ is the script directory, first on sys.path
 
 #: The published figure each preset is set against: (accuracy %, what, where).
 PUBLISHED = {
@@ -149,7 +153,8 @@ def main() -> None:
         args.save.mkdir(parents=True, exist_ok=True)
     data = datasets.load(args.dataset)
     print(f"# {args.dataset}: {len(data.x_train)} train / {len(data.x_test)} test; {cpu_name()}, "
-          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, bitlogic {bitlogic.__version__}",
+          f"{torch.get_num_threads()} torch threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
+          f"torch {torch.__version__}, bitlogic {bitlogic.__version__}",
           flush=True)
     rows = [run_preset(name, data, args.epochs, args.seed, args.save) for name in args.names]
     report(rows)

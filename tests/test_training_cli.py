@@ -520,3 +520,14 @@ def test_inference_commands_work_without_torch(trained: tuple[Path, str]) -> Non
     done = run_python("-c", BLOCK_TORCH, str(trained[0]))
     assert done.returncode == 0, done.stderr
     assert "bitlogic train needs PyTorch" in done.stderr
+
+
+@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_train_loads_torch_with_passive_openmp_threads_unless_told(given: str | None, expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = ("import os; from bitlogic.cli.train import _import_torch; _import_torch(); "
+            "print(os.environ['OMP_WAIT_POLICY'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected

@@ -159,6 +159,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _import_torch() -> Any:
+    if "torch" not in sys.modules:
+        # Torch's OpenMP threads spin for milliseconds after each of its parallel regions (libgomp's default wait
+        # policy), taking the cores from the fused kernels in between: on a 2-core machine under load a training step
+        # measured 5-10x its kernels' time, and with PASSIVE the step costs its kernels plus torch's own few ms.
+        # libgomp reads the setting once, when torch loads, so it can only be chosen here; a user's value is kept.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
     except ImportError as error:
