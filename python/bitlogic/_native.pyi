@@ -24,6 +24,8 @@ __all__ = [
     "gate_backward",
     "gate_backward_coef",
     "gate_forward",
+    "learned_gate_backward",
+    "learned_gate_forward",
     "random_network",
     "supported_isas",
     "write_atomic",
@@ -144,6 +146,24 @@ def candidate_backward(
     *,
     threads: int | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]: ...
+
+def learned_gate_forward(
+    x: npt.NDArray[np.float32],
+    pool: npt.NDArray[np.int64],
+    w: npt.NDArray[np.float32],
+    coef: npt.NDArray[np.float32],
+    *,
+    threads: int | None = None,
+) -> npt.NDArray[np.float32]: ...
+def learned_gate_backward(
+    x: npt.NDArray[np.float32],
+    pool: npt.NDArray[np.int64],
+    w: npt.NDArray[np.float32],
+    coef: npt.NDArray[np.float32],
+    grad_out: npt.NDArray[np.float32],
+    *,
+    threads: int | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
 
 def cuda_sources() -> dict[str, str]: ...
 def write_atomic(path: str, data: bytes) -> None: ...

@@ -857,6 +857,86 @@ fn candidate_backward<'py>(
     Ok((grad_w, grad_x))
 }
 
+/// Output `[N, batch]` of a gate layer with learned wiring over `x` `[in_dim, batch]`: gate `n` mixes its wire A
+/// from row `n` of `pool` / `w` (`[2N, K]`) and its wire B from row `N + n`.
+#[pyfunction]
+#[pyo3(signature = (x, pool, w, coef, *, threads=None))]
+fn learned_gate_forward<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    pool: &Bound<'py, PyAny>,
+    w: &Bound<'py, PyAny>,
+    coef: &Bound<'py, PyAny>,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let threads = kernel_threads(threads);
+    let x = f32_matrix(x, "x", "[in_dim, batch]")?;
+    let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
+    let (pool, rows, k) = candidate_pool(pool)?;
+    let w = pool_weights(w, "w", rows, k)?;
+    let coef = coefficients(coef)?;
+    let (x, w) = (contiguous(&x, "x")?, contiguous(&w, "w")?);
+    let out = uninit_f32(py, [rows / 2, batch]);
+    {
+        let mut guard = out.readwrite();
+        let slice = guard.as_slice_mut().expect("a new array is contiguous");
+        py.allow_threads(|| {
+            bitlogic_train::with_threads(threads, || {
+                bitlogic_train::learned_gate_forward(x, in_dim, batch, &pool, k, w, &coef, slice)
+            })
+        })
+        .map_err(to_py)?;
+    }
+    Ok(out)
+}
+
+/// Gradients `(grad_w [2N, K], grad_coef [N, 4])` of `learned_gate_forward` given `grad_out` `[N, batch]`, for a
+/// layer whose input needs no gradient.
+#[pyfunction]
+#[pyo3(signature = (x, pool, w, coef, grad_out, *, threads=None))]
+fn learned_gate_backward<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    pool: &Bound<'py, PyAny>,
+    w: &Bound<'py, PyAny>,
+    coef: &Bound<'py, PyAny>,
+    grad_out: &Bound<'py, PyAny>,
+    threads: Option<usize>,
+) -> PyResult<Float32Pair<'py>> {
+    let threads = kernel_threads(threads);
+    let x = f32_matrix(x, "x", "[in_dim, batch]")?;
+    let (in_dim, batch) = (x.shape()[0], x.shape()[1]);
+    let (pool, rows, k) = candidate_pool(pool)?;
+    let w = pool_weights(w, "w", rows, k)?;
+    let coef = coefficients(coef)?;
+    let grad_out = f32_matrix(grad_out, "grad_out", "[N, batch]")?;
+    let (x, w, grad_out) = (contiguous(&x, "x")?, contiguous(&w, "w")?, contiguous(&grad_out, "grad_out")?);
+    let grad_w = uninit_f32(py, [rows, k]);
+    let mut grad_coef = vec![[0.0f32; 4]; coef.len()];
+    {
+        let mut guard = grad_w.readwrite();
+        let slice = guard.as_slice_mut().expect("a new array is contiguous");
+        py.allow_threads(|| {
+            bitlogic_train::with_threads(threads, || {
+                bitlogic_train::learned_gate_backward(
+                    x,
+                    in_dim,
+                    batch,
+                    &pool,
+                    k,
+                    w,
+                    &coef,
+                    grad_out,
+                    slice,
+                    &mut grad_coef,
+                )
+            })
+        })
+        .map_err(to_py)?;
+    }
+    Ok((grad_w, coef_array(py, grad_coef)))
+}
+
 /// Names of the instruction-set paths this CPU supports, slowest first.
 #[pyfunction]
 fn supported_isas() -> Vec<&'static str> {
@@ -907,6 +987,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gate_backward_coef, m)?)?;
     m.add_function(wrap_pyfunction!(candidate_forward, m)?)?;
     m.add_function(wrap_pyfunction!(candidate_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(learned_gate_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(learned_gate_backward, m)?)?;
     m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
     Ok(())
 }

@@ -21,8 +21,8 @@
 use bitlogic::{Error, Isa, Result};
 
 use super::{
-    check_len, prefetch_distance, prefetch_row, reduce, row, rows_times_batch, run_tasks, LANES, PARALLEL_MIN,
-    TASK_ELEMENTS,
+    batch_sums, check_len, prefetch_distance, prefetch_row, reduce, row, rows_times_batch, run_tasks, LANES,
+    PARALLEL_MIN, TASK_ELEMENTS,
 };
 
 /// Output `out` (`R x batch`, feature-major) of the candidate mix: `out[r] = sum_k w[r, k] * x[pool[r, k]]` over
@@ -135,39 +135,51 @@ fn rows_per_task(batch: usize) -> usize {
     (TASK_ELEMENTS / batch).max(1)
 }
 
+/// Asks for the rows of the candidates of choice `r` with a nonzero weight, if there is such a choice.
+#[inline(always)]
+fn prefetch_choice(x: &[f32], batch: usize, pool: &[u32], k: usize, w: &[f32], r: usize) {
+    let at = r * k;
+    if let (Some(wires), Some(weights)) = (pool.get(at..at + k), w.get(at..at + k)) {
+        for (&i, &wk) in wires.iter().zip(weights) {
+            if wk != 0.0 {
+                prefetch_row(x, i as usize, batch);
+            }
+        }
+    }
+}
+
+/// `out = sum_k weights[k] * x[wires[k]]`, increasing `k`, zero weights skipped.
+#[inline(always)]
+fn mix_row(x: &[f32], batch: usize, wires: &[u32], weights: &[f32], out: &mut [f32]) {
+    let mut first = true;
+    for (&i, &wk) in wires.iter().zip(weights) {
+        if wk == 0.0 {
+            continue;
+        }
+        let xi = row(x, i as usize, batch);
+        if first {
+            for (o, &a) in out.iter_mut().zip(xi) {
+                *o = wk * a;
+            }
+            first = false;
+        } else {
+            for (o, &a) in out.iter_mut().zip(xi) {
+                *o += wk * a;
+            }
+        }
+    }
+    if first {
+        out.fill(0.0);
+    }
+}
+
 /// The output rows of a run of choices, sequentially.
 #[inline(always)]
 fn forward_rows(x: &[f32], batch: usize, pool: &[u32], k: usize, w: &[f32], out: &mut [f32]) {
     let ahead = prefetch_distance(batch);
     for (r, o) in out.chunks_exact_mut(batch).enumerate() {
-        let later = (r + ahead) * k;
-        if let (Some(wires), Some(weights)) = (pool.get(later..later + k), w.get(later..later + k)) {
-            for (&i, &wk) in wires.iter().zip(weights) {
-                if wk != 0.0 {
-                    prefetch_row(x, i as usize, batch);
-                }
-            }
-        }
-        let mut first = true;
-        for (&i, &wk) in pool[r * k..(r + 1) * k].iter().zip(&w[r * k..(r + 1) * k]) {
-            if wk == 0.0 {
-                continue;
-            }
-            let xi = row(x, i as usize, batch);
-            if first {
-                for (o, &a) in o.iter_mut().zip(xi) {
-                    *o = wk * a;
-                }
-                first = false;
-            } else {
-                for (o, &a) in o.iter_mut().zip(xi) {
-                    *o += wk * a;
-                }
-            }
-        }
-        if first {
-            o.fill(0.0);
-        }
+        prefetch_choice(x, batch, pool, k, w, r + ahead);
+        mix_row(x, batch, &pool[r * k..(r + 1) * k], &w[r * k..(r + 1) * k], o);
     }
 }
 
@@ -223,16 +235,66 @@ fn dot(g: &[f32], a: &[f32], acc: Option<(&mut [f32], f32)>) -> f32 {
     reduce(&lanes) + tail
 }
 
+/// [`dot`] (without `acc`) of `g` with four rows at once, the same bits as four calls: four independent chains of
+/// additions hide each other's latency (one product alone waits on its own sums).
+#[inline(always)]
+fn dot4(g: &[f32], a: [&[f32]; 4]) -> [f32; 4] {
+    let n = g.len();
+    let [a0, a1, a2, a3] = a.map(|a| &a[..n]);
+    let mut lanes = [[0.0f32; LANES]; 4];
+    let whole = n / LANES * LANES;
+    let mut c = 0;
+    while c < whole {
+        let g: &[f32; LANES] = g[c..c + LANES].try_into().unwrap();
+        let x0: &[f32; LANES] = a0[c..c + LANES].try_into().unwrap();
+        let x1: &[f32; LANES] = a1[c..c + LANES].try_into().unwrap();
+        let x2: &[f32; LANES] = a2[c..c + LANES].try_into().unwrap();
+        let x3: &[f32; LANES] = a3[c..c + LANES].try_into().unwrap();
+        for l in 0..LANES {
+            lanes[0][l] += g[l] * x0[l];
+            lanes[1][l] += g[l] * x1[l];
+            lanes[2][l] += g[l] * x2[l];
+            lanes[3][l] += g[l] * x3[l];
+        }
+        c += LANES;
+    }
+    let mut out = [0.0f32; 4];
+    for (j, a) in [a0, a1, a2, a3].into_iter().enumerate() {
+        let mut tail = 0.0f32;
+        for (&g, &a) in g[whole..].iter().zip(&a[whole..]) {
+            tail += g * a;
+        }
+        out[j] = reduce(&lanes[j]) + tail;
+    }
+    out
+}
+
+/// `out[j] = dot(g, x[wires[j]])` for every wire, four at a time.
+#[inline(always)]
+fn dots(x: &[f32], batch: usize, g: &[f32], wires: &[u32], out: &mut [f32]) {
+    let mut groups = wires.chunks_exact(4).zip(out.chunks_exact_mut(4));
+    for (w, o) in &mut groups {
+        let r = |j: usize| row(x, w[j] as usize, batch);
+        o.copy_from_slice(&dot4(g, [r(0), r(1), r(2), r(3)]));
+    }
+    let done = wires.len() / 4 * 4;
+    for (&i, o) in wires[done..].iter().zip(&mut out[done..]) {
+        *o = dot(g, row(x, i as usize, batch), None);
+    }
+}
+
 /// Weight gradients of a run of choices, sequentially.
 #[inline(always)]
 fn weight_grad_rows(x: &[f32], batch: usize, pool: &[u32], k: usize, g: &[f32], grad_w: &mut [f32]) {
-    // Candidates ahead, counted in slots: about the same distance in rows read as the other kernels'.
-    let ahead = prefetch_distance(batch);
-    for (slot, (&i, out)) in pool.iter().zip(grad_w.iter_mut()).enumerate() {
-        if let Some(&later) = pool.get(slot + ahead) {
-            prefetch_row(x, later as usize, batch);
+    // Choices ahead: about the same distance in rows read as the other kernels'.
+    let ahead = prefetch_distance(batch).div_ceil(k);
+    for (r, (g, out)) in g.chunks_exact(batch).zip(grad_w.chunks_exact_mut(k)).enumerate() {
+        if let Some(later) = pool.get((r + ahead) * k..(r + ahead + 1) * k) {
+            for &i in later {
+                prefetch_row(x, i as usize, batch);
+            }
         }
-        *out = dot(row(g, slot / k, batch), row(x, i as usize, batch), None);
+        dots(x, batch, g, &pool[r * k..(r + 1) * k], out);
     }
 }
 
@@ -347,6 +409,199 @@ fn input_grad_with(
         grad_w[slot as usize] = value;
     }
 }
+
+/// Output of a layer of `N` gates with learned wiring: gate `n` reads `a = sum_k w[n, k] * x[pool[n, k]]` and
+/// `b = sum_k w[N + n, k] * x[pool[N + n, k]]` (the rows `0..N` of the `2N x k` pool and weights are the gates'
+/// wire A, the rows `N..2N` wire B) and outputs `c0 + c1*a + c2*b + c3*a*b` (`c = coef[n]`), into `out`
+/// (`N x batch`).
+///
+/// The same bits as [`candidate_forward`] followed by [`crate::gate_forward`] on its output (gate `n` reading rows
+/// `n` and `N + n`), without the `2N x batch` mixed inputs in memory. Returns [`Error::Input`] as those do.
+#[allow(clippy::too_many_arguments)]
+pub fn learned_gate_forward(
+    x: &[f32],
+    in_dim: usize,
+    batch: usize,
+    pool: &[u32],
+    k: usize,
+    w: &[f32],
+    coef: &[[f32; 4]],
+    out: &mut [f32],
+) -> Result<()> {
+    let n = check_learned(x, in_dim, batch, pool, k, w, coef)?;
+    check_len("out", out.len(), rows_times_batch(n, batch)?, "N x batch values")?;
+    if batch == 0 || n == 0 {
+        return Ok(());
+    }
+    let isa = Isa::default_for_machine()?;
+    let ctx = LearnedCtx { x, batch, k, n, pool, w, coef };
+    if out.len() <= PARALLEL_MIN {
+        learned_forward_isa(isa, 0, out, &ctx);
+        return Ok(());
+    }
+    let per = rows_per_task(batch);
+    let tasks = out.chunks_mut(per * batch).enumerate().map(|(t, out)| (t * per, out)).collect();
+    run_tasks(tasks, |(first, out)| learned_forward_isa(isa, first, out, &ctx));
+    Ok(())
+}
+
+/// Gradients of [`learned_gate_forward`] given `grad_out` (`N x batch`), for a layer whose input needs no gradient
+/// (the first layer of a model): `grad_w` (`2N x k`, overwritten) the weights' gradient, `grad_w[r, j] = sum_b
+/// dL/d(mixed r)[b] * x[pool[r, j], b]` with `dL/da = g * (c1 + c3*b)` and `dL/db = g * (c2 + c3*a)`; `grad_coef`
+/// (`N`) as [`crate::gate_backward_coef`]'s. The same bits as [`crate::gate_backward`] on the mixed inputs followed
+/// by [`candidate_backward`], reading only `x`, the pool and `grad_out`.
+#[allow(clippy::too_many_arguments)]
+pub fn learned_gate_backward(
+    x: &[f32],
+    in_dim: usize,
+    batch: usize,
+    pool: &[u32],
+    k: usize,
+    w: &[f32],
+    coef: &[[f32; 4]],
+    grad_out: &[f32],
+    grad_w: &mut [f32],
+    grad_coef: &mut [[f32; 4]],
+) -> Result<()> {
+    let n = check_learned(x, in_dim, batch, pool, k, w, coef)?;
+    check_len("grad_out", grad_out.len(), rows_times_batch(n, batch)?, "N x batch values")?;
+    check_len("grad_w", grad_w.len(), pool.len(), "2N x K values, one per candidate")?;
+    check_len("grad_coef", grad_coef.len(), n, "one [4] row per gate")?;
+    if batch == 0 {
+        grad_w.fill(0.0);
+        grad_coef.fill([0.0; 4]);
+        return Ok(());
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let isa = Isa::default_for_machine()?;
+    let ctx = LearnedCtx { x, batch, k, n, pool, w, coef };
+    // The weight gradients of wire A (rows 0..N) and wire B (rows N..2N), split alike into runs of gates.
+    let (grad_wa, grad_wb) = grad_w.split_at_mut(n * k);
+    if grad_out.len() <= PARALLEL_MIN {
+        learned_backward_isa(isa, LearnedTask { first: 0, g: grad_out, grad_wa, grad_wb, grad_coef }, &ctx);
+        return Ok(());
+    }
+    let per = rows_per_task(batch);
+    let tasks = grad_out
+        .chunks(per * batch)
+        .zip(grad_wa.chunks_mut(per * k))
+        .zip(grad_wb.chunks_mut(per * k))
+        .zip(grad_coef.chunks_mut(per))
+        .enumerate()
+        .map(|(t, (((g, grad_wa), grad_wb), grad_coef))| LearnedTask { first: t * per, g, grad_wa, grad_wb, grad_coef })
+        .collect();
+    run_tasks(tasks, |task| learned_backward_isa(isa, task, &ctx));
+    Ok(())
+}
+
+/// Checks a learned gate layer's arguments and returns its number of gates `N`.
+fn check_learned(
+    x: &[f32],
+    in_dim: usize,
+    batch: usize,
+    pool: &[u32],
+    k: usize,
+    w: &[f32],
+    coef: &[[f32; 4]],
+) -> Result<usize> {
+    let rows = check_pool(x, in_dim, batch, pool, k)?;
+    if !rows.is_multiple_of(2) {
+        return Err(Error::Input(format!("pool: expected 2N rows (wires A, then wires B), got {rows}")));
+    }
+    check_len("w", w.len(), pool.len(), "2N x K weights, one per candidate")?;
+    check_len("coef", coef.len(), rows / 2, "one [c0, c1, c2, c3] per gate")?;
+    Ok(rows / 2)
+}
+
+/// Everything the learned gate kernels read.
+struct LearnedCtx<'a> {
+    x: &'a [f32],
+    batch: usize,
+    k: usize,
+    n: usize,
+    pool: &'a [u32],
+    w: &'a [f32],
+    coef: &'a [[f32; 4]],
+}
+
+impl LearnedCtx<'_> {
+    /// The mixed inputs `a` and `b` of gate `gate`, into the two buffers.
+    #[inline(always)]
+    fn mix(&self, gate: usize, a: &mut [f32], b: &mut [f32]) {
+        let (k, batch) = (self.k, self.batch);
+        let (ra, rb) = (gate * k..(gate + 1) * k, (self.n + gate) * k..(self.n + gate + 1) * k);
+        mix_row(self.x, batch, &self.pool[ra.clone()], &self.w[ra], a);
+        mix_row(self.x, batch, &self.pool[rb.clone()], &self.w[rb], b);
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, gate: usize) {
+        prefetch_choice(self.x, self.batch, self.pool, self.k, self.w, gate);
+        prefetch_choice(self.x, self.batch, self.pool, self.k, self.w, self.n + gate);
+    }
+}
+
+/// Output rows of the gates `first..first + out.len() / batch`.
+#[inline(always)]
+fn learned_forward(first: usize, out: &mut [f32], ctx: &LearnedCtx<'_>) {
+    let batch = ctx.batch;
+    let (mut a, mut b) = (vec![0.0f32; batch], vec![0.0f32; batch]);
+    let ahead = prefetch_distance(batch);
+    for (r, o) in out.chunks_exact_mut(batch).enumerate() {
+        let gate = first + r;
+        if gate + ahead < ctx.n {
+            ctx.prefetch(gate + ahead);
+        }
+        ctx.mix(gate, &mut a, &mut b);
+        let [c0, c1, c2, c3] = ctx.coef[gate];
+        for ((o, &a), &b) in o.iter_mut().zip(&a).zip(&b) {
+            *o = c0 + c1 * a + (c2 + c3 * a) * b;
+        }
+    }
+}
+
+/// A run of gates `first..first + grad_coef.len()` and their parts of the gradients.
+struct LearnedTask<'a> {
+    first: usize,
+    g: &'a [f32],
+    grad_wa: &'a mut [f32],
+    grad_wb: &'a mut [f32],
+    grad_coef: &'a mut [[f32; 4]],
+}
+
+#[inline(always)]
+fn learned_backward(task: LearnedTask<'_>, ctx: &LearnedCtx<'_>) {
+    let (batch, k) = (ctx.batch, ctx.k);
+    let LearnedTask { first, g, grad_wa, grad_wb, grad_coef } = task;
+    let mut buffers = vec![0.0f32; 4 * batch];
+    let (a, rest) = buffers.split_at_mut(batch);
+    let (b, rest) = rest.split_at_mut(batch);
+    let (da, db) = rest.split_at_mut(batch);
+    let ahead = prefetch_distance(batch);
+    for (r, (g, out)) in g.chunks_exact(batch).zip(grad_coef.iter_mut()).enumerate() {
+        let gate = first + r;
+        if gate + ahead < ctx.n {
+            ctx.prefetch(gate + ahead);
+        }
+        ctx.mix(gate, a, b);
+        let [_, c1, c2, c3] = ctx.coef[gate];
+        // As gate_backward's pass over the a side (which starts its input gradient at zero) and its b side.
+        da.fill(0.0);
+        *out = batch_sums(g, a, b, Some((&mut *da, c1, c3)));
+        db.fill(0.0);
+        for ((db, &g), &a) in db.iter_mut().zip(g).zip(&*a) {
+            *db += g * (c2 + c3 * a);
+        }
+        let (wires_a, wires_b) = (&ctx.pool[gate * k..(gate + 1) * k], &ctx.pool[(ctx.n + gate) * k..][..k]);
+        dots(ctx.x, batch, da, wires_a, &mut grad_wa[r * k..(r + 1) * k]);
+        dots(ctx.x, batch, db, wires_b, &mut grad_wb[r * k..(r + 1) * k]);
+    }
+}
+
+per_isa!(learned_forward_isa => learned_forward(first: usize, out: &mut [f32], ctx: &LearnedCtx<'_>));
+per_isa!(learned_backward_isa => learned_backward(task: LearnedTask<'_>, ctx: &LearnedCtx<'_>));
 
 #[cfg(test)]
 mod tests {
@@ -544,5 +799,77 @@ mod tests {
         assert!(m.contains("grad_x: expected 6"), "{m}");
         let m = message(candidate_backward(&x, 3, 2, &[0, 9, 0, 0], 2, &w, &g, &mut gw, Some(&mut gx)));
         assert!(m.contains("pool[0, 1] = 9"), "{m}");
+    }
+
+    /// The learned gate kernels against the composition they fuse: the mix, then gates reading rows `n` and `N + n`.
+    fn check_learned_case(seed: u64, in_dim: usize, n: usize, k: usize, batch: usize, one_hot: bool) {
+        let c = case(seed, in_dim, 2 * n, k, batch, one_hot);
+        let mut rng = SplitMix64::new(seed ^ 0x5eed);
+        let coef: Vec<[f32; 4]> = (0..n).map(|_| std::array::from_fn(|_| 2.0 * uniform(&mut rng) - 1.0)).collect();
+        let g: Vec<f32> = (0..n * batch).map(|_| uniform(&mut rng) - 0.5).collect();
+        let (ia, ib): (Vec<u32>, Vec<u32>) = ((0..n as u32).collect(), (n as u32..2 * n as u32).collect());
+        let mut mixed = vec![0.0; 2 * n * batch];
+        candidate_forward(&c.x, in_dim, batch, &c.pool, k, &c.w, &mut mixed).unwrap();
+        let mut want_out = vec![0.0; n * batch];
+        crate::gate_forward(&mixed, 2 * n, batch, &ia, &ib, &coef, &mut want_out).unwrap();
+        let (mut grad_mixed, mut want_coef) = (vec![0.0; 2 * n * batch], vec![[0.0; 4]; n]);
+        crate::gate_backward(&mixed, 2 * n, batch, &ia, &ib, &coef, &g, &mut grad_mixed, &mut want_coef).unwrap();
+        let mut want_w = vec![0.0; 2 * n * k];
+        candidate_backward(&c.x, in_dim, batch, &c.pool, k, &c.w, &grad_mixed, &mut want_w, None).unwrap();
+        for isa in Isa::supported() {
+            let ctx = LearnedCtx { x: &c.x, batch, k, n, pool: &c.pool, w: &c.w, coef: &coef };
+            let mut out = vec![f32::NAN; n * batch];
+            let (mut gw, mut gc) = (vec![f32::NAN; 2 * n * k], vec![[f32::NAN; 4]; n]);
+            if batch > 0 && n > 0 {
+                learned_forward_isa(isa, 0, &mut out, &ctx);
+                let (grad_wa, grad_wb) = gw.split_at_mut(n * k);
+                learned_backward_isa(isa, LearnedTask { first: 0, g: &g, grad_wa, grad_wb, grad_coef: &mut gc }, &ctx);
+            } else {
+                learned_gate_forward(&c.x, in_dim, batch, &c.pool, k, &c.w, &coef, &mut out).unwrap();
+                learned_gate_backward(&c.x, in_dim, batch, &c.pool, k, &c.w, &coef, &g, &mut gw, &mut gc).unwrap();
+            }
+            assert!(out == want_out, "{}: forward differs from the composition", isa.name());
+            assert!(gw == want_w && gc == want_coef, "{}: backward differs from the composition", isa.name());
+            // The public functions (in parallel when large enough) give the same bits.
+            let mut out2 = vec![f32::NAN; n * batch];
+            let (mut gw2, mut gc2) = (vec![f32::NAN; 2 * n * k], vec![[f32::NAN; 4]; n]);
+            learned_gate_forward(&c.x, in_dim, batch, &c.pool, k, &c.w, &coef, &mut out2).unwrap();
+            learned_gate_backward(&c.x, in_dim, batch, &c.pool, k, &c.w, &coef, &g, &mut gw2, &mut gc2).unwrap();
+            assert!(out2 == want_out && gw2 == want_w && gc2 == want_coef, "{}: public functions", isa.name());
+        }
+    }
+
+    #[test]
+    fn learned_gates_equal_the_mix_then_the_gates() {
+        let mut seed = 500;
+        for &(in_dim, n, k, batch) in &[(1, 1, 1, 1), (5, 3, 2, 7), (50, 20, 8, 33), (300, 1500, 8, 37), (9, 4, 16, 0)]
+        {
+            for one_hot in [false, true] {
+                seed += 1;
+                check_learned_case(seed, in_dim, n, k, batch, one_hot);
+            }
+        }
+    }
+
+    #[test]
+    fn learned_gates_reject_bad_inputs() {
+        let x = [0.5f32; 6]; // in_dim 3, batch 2
+        let pool = [0, 1, 2, 0]; // 2 rows of K = 2: one gate
+        let w = [0.5f32; 4];
+        let coef = [[0.0f32; 4]];
+        let mut out = [0.0; 2];
+        let m = message(learned_gate_forward(&x, 3, 2, &pool[..2], 2, &w[..2], &coef, &mut out));
+        assert!(m.contains("expected 2N rows"), "{m}");
+        let m = message(learned_gate_forward(&x, 3, 2, &pool, 2, &w, &[], &mut out));
+        assert!(m.contains("coef: expected 1"), "{m}");
+        let m = message(learned_gate_forward(&x, 3, 2, &[0, 1, 2, 5], 2, &w, &coef, &mut out));
+        assert!(m.contains("pool[1, 1] = 5"), "{m}");
+        let m = message(learned_gate_forward(&x, 3, 2, &pool, 2, &w, &coef, &mut out[..1]));
+        assert!(m.contains("out: expected 2"), "{m}");
+        let (mut gw, mut gc) = ([0.0f32; 4], [[0.0f32; 4]]);
+        let m = message(learned_gate_backward(&x, 3, 2, &pool, 2, &w, &coef, &[0.0; 3], &mut gw, &mut gc));
+        assert!(m.contains("grad_out: expected 2"), "{m}");
+        let m = message(learned_gate_backward(&x, 3, 2, &pool, 2, &w, &coef, &[0.0; 2], &mut gw[..3], &mut gc));
+        assert!(m.contains("grad_w: expected 4"), "{m}");
     }
 }

@@ -239,7 +239,7 @@ per_isa!(input_grad_isa => input_grad(task: InputTask<'_>, ctx: &BackwardCtx<'_>
 
 // After `per_isa!`, which the module uses (a macro is in scope below its definition only).
 mod candidates;
-pub use candidates::{candidate_backward, candidate_forward};
+pub use candidates::{candidate_backward, candidate_forward, learned_gate_backward, learned_gate_forward};
 
 /// The output rows of a run of gates, sequentially.
 #[inline(always)]
