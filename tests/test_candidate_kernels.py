@@ -124,6 +124,40 @@ def test_logic_layer_learned_wiring_equals_the_torch_path(estimator: str, k: int
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+def _first_layer_grads(layer: torch.nn.Module, x: Tensor, seed: int) -> list[Tensor]:
+    torch.manual_seed(seed)
+    out = layer(x)  # x needs no gradient: LogicLayer runs its fused learned-gate kernel
+    loss = (out * torch.linspace(-1, 1, out.shape[1])).sum()
+    return [out.detach(), *torch.autograd.grad(loss, list(layer.parameters()))]
+
+
+@pytest.mark.parametrize("estimator", ["soft", "hard", "gumbel"])
+@pytest.mark.parametrize("k,out_dim,batch", [(1, 50, 19), (8, 50, 19), (16, 700, 130)])
+def test_first_logic_layer_fused_kernel_equals_the_torch_path(estimator: str, k: int, out_dim: int,
+                                                               batch: int) -> None:
+    torch.manual_seed(0)
+    layer = LogicLayer(30, out_dim, connections="learned", candidates=k, estimator=estimator,  # type: ignore[arg-type]
+                       grad_factor=2.0)
+    with torch.no_grad():
+        layer.wire_logits.normal_()
+    x = (torch.rand(batch, 30) > 0.5).float()
+    fused = _first_layer_grads(layer, x, 1)
+    with torch_path():
+        ref = _first_layer_grads(layer, x, 1)
+    for got, want in zip(fused, ref):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_learned_gates_declines_what_it_does_not_take() -> None:
+    candidates = torch.randint(0, 6, (2, 4, 3))
+    weights = torch.full((2, 4, 3), 1 / 3)
+    coef = torch.rand(4, 4)
+    assert ops_logic.learned_gates(torch.rand(5, 6, requires_grad=True), candidates, weights, coef) is None
+    assert ops_logic.learned_gates(torch.rand(5, 6, dtype=torch.float64), candidates, weights.double(),
+                                   coef.double()) is None
+    assert ops_logic.learned_gates(torch.rand(5, 6), candidates, weights, coef) is not None
+
+
 @pytest.mark.parametrize("estimator", ["hard", "soft", "gumbel"])
 def test_lut_layer_pool_equals_the_torch_path(estimator: str) -> None:
     torch.manual_seed(0)

@@ -32,6 +32,7 @@ from bitlogic.ops.logic import (
     corner_coefficients,
     corner_weights,
     gates,
+    learned_gates,
     mix_candidates,
     op_truth_table,
     scale_grad,
@@ -217,6 +218,9 @@ class LogicLayer(nn.Module):
         coef = self.coefficients().to(x.dtype)
         if self.connections == "learned" and self.training:
             weights = choice_weights(self.wire_logits, self.estimator, self.tau_gumbel)
+            fused = learned_gates(x, self.candidates, weights, coef)  # one kernel, for a first layer on the CPU
+            if fused is not None:
+                return fused
             mixed = mix_candidates(x, self.candidates, weights)  # feature-major [2, out_dim, B]
             return gates(mixed.view(2 * self.out_dim, -1).t(), self.mix_wires[0], self.mix_wires[1], coef)
         wires = self.inputs

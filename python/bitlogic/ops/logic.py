@@ -41,6 +41,8 @@ from bitlogic._native import (
     gate_backward,
     gate_backward_coef,
     gate_forward,
+    learned_gate_backward,
+    learned_gate_forward,
 )
 from bitlogic.gpu import candidates as mix_kernels
 from bitlogic.gpu import logic as kernels
@@ -403,6 +405,42 @@ def kernel_mix_applies(x: Tensor, pool: Tensor, *others: Tensor) -> bool:
     return mix_kernels.supports(x, pool, *others) and use_kernels(x.device)
 
 
+class FusedLearnedGates(torch.autograd.Function):
+    """A gate layer with learned wiring whose input needs no gradient (the first layer of a model), in one kernel
+    per pass: :func:`mix_candidates` then :func:`gates` on the mixed inputs, the same bits, without the ``[2N, B]``
+    mixed inputs and their gradient in memory. float32 CPU tensors; differentiable in ``w`` and ``coef``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, pool: Tensor, w: Tensor, coef: Tensor) -> Tensor:
+        xt = x.detach().t().contiguous()
+        pool_np = _wires(pool)
+        w, coef = w.detach().contiguous(), coef.detach().contiguous()
+        out = learned_gate_forward(xt.numpy(), pool_np, w.numpy(), coef.numpy(), threads=kernel_threads())
+        ctx.save_for_backward(xt, w, coef)
+        ctx.pool = pool_np
+        return torch.from_numpy(out).t()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, None, Tensor, Tensor]:
+        xt, w, coef = ctx.saved_tensors
+        g = grad.t().contiguous().numpy()  # feature-major [N, B]
+        grad_w, grad_coef = learned_gate_backward(xt.numpy(), ctx.pool, w.numpy(), coef.numpy(), g,
+                                                  threads=kernel_threads())
+        return None, None, torch.from_numpy(grad_w), torch.from_numpy(grad_coef)
+
+
+def learned_gates(x: Tensor, candidates: Tensor, weights: Tensor, coef: Tensor) -> Tensor | None:
+    """``[B, N]``: the gates over the candidate mix of ``x`` (``gates(mix_candidates(...))``, see
+    :class:`FusedLearnedGates`) when the fused kernel takes the tensors (float32 on the CPU, ``x`` needing no
+    gradient), else None (the caller composes the two)."""
+    c, n, k = candidates.shape
+    w = weights.reshape(c * n, k)
+    if c != 2 or x.requires_grad or x.dim() != 2 or not fused_mix_applies(x, candidates, w, coef):
+        return None
+    out: Tensor = FusedLearnedGates.apply(x, candidates.reshape(c * n, k), w, coef)
+    return out
+
+
 def mix_candidates(x: Tensor, candidates: Tensor, weights: Tensor) -> Tensor:
     """Feature-major ``[C, N, B]``: the ``weights``-weighted sum of the candidate wires of every gate input.
 
@@ -458,6 +496,7 @@ __all__ = [
     "NUM_OPS",
     "PASS_A",
     "FusedGates",
+    "FusedLearnedGates",
     "FusedMix",
     "KernelGates",
     "KernelMix",
@@ -474,6 +513,7 @@ __all__ = [
     "kernel_mix",
     "kernel_mix_applies",
     "kernel_mix_grads",
+    "learned_gates",
     "logic_gates",
     "mix_candidates",
     "op_truth_table",
