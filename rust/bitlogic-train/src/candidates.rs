@@ -17,6 +17,13 @@
 //! reverse index of the pool (for every input, the slots reading it, by a counting sort like the gate kernels'), so
 //! every thread owns the rows it writes: no atomics, and the slots summed in increasing order. The same pass produces
 //! the weight gradient of every slot it visits (the dot product of the gradient row and the input row it holds).
+//! Weight gradients are taken four dot products at a time (independent chains of additions), with the same bits as
+//! one at a time.
+//!
+//! [`learned_gate_forward`] and [`learned_gate_backward`] fuse the mix with the gate layer that reads it, for a
+//! first layer (whose input needs no gradient): each gate mixes its two inputs into buffers of one row and uses them
+//! at once, so neither the `2N x batch` mixed inputs nor their gradient are ever in memory; the bits are those of the
+//! mix followed by the gate kernels.
 
 use bitlogic::{Error, Isa, Result};
 
