@@ -11,7 +11,9 @@ One step is a forward pass, the cross-entropy of a GroupSum head, the backward p
 Every variant is timed once per round, the rounds interleaved (A, B, C, A, B, C, ...) so that a busy machine slows
 them alike; the table gives the median and minimum ms per step and the ratio learned / fixed of the medians (the
 issue's target: at most 2). With ``--torch-mix`` each learned variant also runs on the torch reference of the
-candidate mix (ops.logic.MixCandidates and ops.lut's torch gradients), the path before the fused kernels.
+candidate mix (ops.logic.MixCandidates, then the gate kernels; ops.lut's torch gradients), the path before the fused
+candidate kernels. On a machine shared with other work, ``--threads 1`` gives the steadier figures: with two
+threads a step waits for whichever thread the scheduler took away.
 
     python benches/wiring_step.py [--rounds 15] [--threads N] [--torch-mix]
 """
