@@ -200,49 +200,28 @@ fn forward_with(isa: Isa, x: &[f32], batch: usize, pool: &[u32], k: usize, w: &[
     run_tasks(tasks, |((out, pool), w)| forward_rows_isa(isa, x, batch, pool, k, w, out));
 }
 
-/// `sum_b g[b] * a[b]` in `LANES` independent lanes reduced in a fixed order; when `acc` is given, also adds
-/// `v * g` to it. Both passes of the backward compute the weight gradient with this one function, so they agree bit
-/// for bit whether or not the input gradient is asked for.
+/// `sum_b g[b] * a[b]` in `LANES` independent lanes reduced in a fixed order. Every weight gradient is this sum
+/// (or [`dot4`]'s, the same bits), so the kernels agree bit for bit whether or not the input gradient is asked for.
 #[inline(always)]
-fn dot(g: &[f32], a: &[f32], acc: Option<(&mut [f32], f32)>) -> f32 {
+fn dot(g: &[f32], a: &[f32]) -> f32 {
     let mut lanes = [0.0f32; LANES];
     let whole = g.len() / LANES * LANES;
     let (g_body, g_tail) = g.split_at(whole);
     let (a_body, a_tail) = a.split_at(whole);
+    for (g, a) in g_body.chunks_exact(LANES).zip(a_body.chunks_exact(LANES)) {
+        let (g, a): (&[f32; LANES], &[f32; LANES]) = (g.try_into().unwrap(), a.try_into().unwrap());
+        for l in 0..LANES {
+            lanes[l] += g[l] * a[l];
+        }
+    }
     let mut tail = 0.0f32;
-    let chunks = g_body.chunks_exact(LANES).zip(a_body.chunks_exact(LANES));
-    match acc {
-        Some((acc, v)) => {
-            let (acc_body, acc_tail) = acc.split_at_mut(whole);
-            for ((g, a), acc) in chunks.zip(acc_body.chunks_exact_mut(LANES)) {
-                let (g, a): (&[f32; LANES], &[f32; LANES]) = (g.try_into().unwrap(), a.try_into().unwrap());
-                let acc: &mut [f32; LANES] = acc.try_into().unwrap();
-                for l in 0..LANES {
-                    lanes[l] += g[l] * a[l];
-                    acc[l] += v * g[l];
-                }
-            }
-            for ((&g, &a), acc) in g_tail.iter().zip(a_tail).zip(acc_tail) {
-                tail += g * a;
-                *acc += v * g;
-            }
-        }
-        None => {
-            for (g, a) in chunks {
-                let (g, a): (&[f32; LANES], &[f32; LANES]) = (g.try_into().unwrap(), a.try_into().unwrap());
-                for l in 0..LANES {
-                    lanes[l] += g[l] * a[l];
-                }
-            }
-            for (&g, &a) in g_tail.iter().zip(a_tail) {
-                tail += g * a;
-            }
-        }
+    for (&g, &a) in g_tail.iter().zip(a_tail) {
+        tail += g * a;
     }
     reduce(&lanes) + tail
 }
 
-/// [`dot`] (without `acc`) of `g` with four rows at once, the same bits as four calls: four independent chains of
+/// [`dot`] of `g` with four rows at once, the same bits as four calls: four independent chains of
 /// additions hide each other's latency (one product alone waits on its own sums).
 #[inline(always)]
 fn dot4(g: &[f32], a: [&[f32]; 4]) -> [f32; 4] {
@@ -286,7 +265,7 @@ fn dots(x: &[f32], batch: usize, g: &[f32], wires: &[u32], out: &mut [f32]) {
     }
     let done = wires.len() / 4 * 4;
     for (&i, o) in wires[done..].iter().zip(&mut out[done..]) {
-        *o = dot(g, row(x, i as usize, batch), None);
+        *o = dot(g, row(x, i as usize, batch));
     }
 }
 
@@ -341,18 +320,32 @@ fn input_grad(task: InputTask<'_>, ctx: &InputCtx<'_>) {
     let batch = ctx.batch;
     let base = ctx.starts[task.first];
     let ahead = prefetch_distance(batch);
+    let g_row = |slot: u32| row(ctx.g, slot as usize / ctx.k, batch);
     for (r, acc) in task.grad_x.chunks_exact_mut(batch).enumerate() {
         let i = task.first + r;
-        acc.fill(0.0);
+        let (start, end) = (ctx.starts[i], ctx.starts[i + 1]);
+        let (readers, slots) = (&ctx.readers[start..end], &mut task.slots[start - base..end - base]);
         let xi = row(ctx.x, i, batch);
-        for j in ctx.starts[i]..ctx.starts[i + 1] {
-            if let Some(&later) = ctx.readers.get(j + ahead) {
+        // The weight gradients, four readers at a time ([`dot4`]: the same bits as one at a time, `g * x` being
+        // `x * g`), then the input gradient, the readers' rows (now in the cache) added in increasing order.
+        for (j, (group, out)) in readers.chunks_exact(4).zip(slots.chunks_exact_mut(4)).enumerate() {
+            for &later in ctx.readers.get(start + 4 * j + ahead..).unwrap_or(&[]).iter().take(4) {
                 prefetch_row(ctx.g, later as usize / ctx.k, batch);
             }
-            let slot = ctx.readers[j] as usize;
-            let g = row(ctx.g, slot / ctx.k, batch);
-            let v = ctx.v[slot];
-            task.slots[j - base] = dot(g, xi, (v != 0.0).then_some((&mut *acc, v)));
+            out.copy_from_slice(&dot4(xi, [g_row(group[0]), g_row(group[1]), g_row(group[2]), g_row(group[3])]));
+        }
+        let done = readers.len() / 4 * 4;
+        for (&slot, out) in readers[done..].iter().zip(&mut slots[done..]) {
+            *out = dot(xi, g_row(slot));
+        }
+        acc.fill(0.0);
+        for &slot in readers {
+            let v = ctx.v[slot as usize];
+            if v != 0.0 {
+                for (acc, &g) in acc.iter_mut().zip(g_row(slot)) {
+                    *acc += v * g;
+                }
+            }
         }
     }
 }
