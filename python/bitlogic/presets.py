@@ -131,12 +131,13 @@ PRESETS: dict[str, Preset] = {
         Preset("lut-large", "lut", "2000 + 1000 six-input LUTs", 8, 256, 0.02, _lut(3, [2000, 1000], 6, 10 / 3)),
         Preset("binary-small", "binary", "XNOR-popcount MLP, 2 x 1024 hidden", 8, 256, 3e-3, _binary(2, [1024] * 2, 50)),
         Preset("binary-large", "binary", "XNOR-popcount MLP, 2 x 2048 hidden", 10, 256, 3e-3, _binary(3, [2048] * 2, 100)),
-        # Learned wiring: every gate input picks its wire among 16 candidates.
-        Preset("logic-8k", "logic", "8000 two-input gates, learned wiring", 30, 256, 0.1,
-               _logic(2, [8000], 20.0, learned=16)),
+        # Learned wiring: every gate input picks its wire among 32 candidates. Two layers of 4000 measured better
+        # than one of 8000 (with 16 or 64 candidates) or three, after 6 epochs (benches/accuracy.py, docs/performance.md).
+        Preset("logic-8k", "logic", "2 x 4000 two-input gates, learned wiring", 50, 256, 0.1,
+               _logic(2, [4000, 4000], 15.0, learned=32)),
         # difflogic's MNIST recipe (its "small" model): pixels binarized at half range, 6 x 8000 randomly wired
         # gates, tau 10, Adam at lr 0.01, batch 100 (difflogic trains 200 000 steps; this preset fewer epochs).
-        Preset("difflogic-mnist-s", "logic", "6 x 8000 two-input gates (difflogic's MNIST recipe)", 60, 100, 0.01,
+        Preset("difflogic-mnist-s", "logic", "6 x 8000 two-input gates (difflogic's MNIST recipe)", 100, 100, 0.01,
                _logic(1, [8000] * 6, 10.0, encoder=_binarize), schedule="constant"),
         # DWN's MNIST recipe: 3-bit distributive thermometer, 2000 + 1000 six-input LUTs, tau 1/0.3, learnable
         # mappings (here in both layers, over pools of 16 candidates), lr 0.01 divided by 10 every 14 epochs.
