@@ -127,14 +127,18 @@ def report(rows: list[Row]) -> None:
             continue
         met = r.accuracy >= accuracy and (gates is None or r.gates <= gates) and r.minutes <= minutes
         shortened = "" if r.epochs == r.epochs_asked else f" (shortened run: {r.epochs} of {r.epochs_asked} epochs)"
-        print(f"target {name}: {want}: {'MET' if met else 'NOT MET'} — {r.accuracy:.2f} %, {r.gates:,} gates, "
+        size = f"{r.gates:,} gates" if r.gates else r.size
+        print(f"target {name}: {want}: {'MET' if met else 'NOT MET'} — {r.accuracy:.2f} %, {size}, "
               f"{r.minutes:.1f} min{shortened}")
     accuracy, speed = SPEED_TARGET
     fast = [r for r in rows if r.accuracy >= accuracy]
     best = max(fast, key=lambda r: r.speed, default=None)
     if best is None:
+        quickest = max(rows, key=lambda r: r.speed, default=None)
+        closest = "" if quickest is None else (
+            f"; the fastest, {quickest.name}, runs at {quickest.speed / 1e6:.2f} M images/s with {quickest.accuracy:.2f} %")
         print(f"target speed: >= {accuracy} % at >= {speed / 1e6:.0f} M images/s: NOT MET — no preset run reached "
-              f"{accuracy} %")
+              f"{accuracy} %{closest}")
     else:
         verdict = "MET" if best.speed >= speed else "NOT MET"
         print(f"target speed: >= {accuracy} % at >= {speed / 1e6:.0f} M images/s: {verdict} — fastest at "
