@@ -30,6 +30,7 @@ import bitlogic  # noqa: E402
 from bitlogic import datasets, presets  # noqa: E402
 from bitlogic.training import train  # noqa: E402
 from _machine import cpu_name  # noqa: E402  # benches/ is the script directory, first on sys.path
+from _sizes import size_of  # noqa: E402
 
 #: The published figure each preset is set against: (accuracy %, what, where).
 PUBLISHED = {
@@ -59,18 +60,6 @@ class Row:
     minutes: float
     accuracy: float  # percent
     speed: float  # images/s, one thread, from uint8 pixels
-
-
-def size_of(stats: dict[str, object]) -> str:
-    parts = []
-    gates, luts, weights = stats.get("gates"), stats.get("luts"), stats.get("binary_weights")
-    if isinstance(gates, int) and gates:
-        parts.append(f"{gates:,} gates")
-    if isinstance(luts, dict) and luts:
-        parts.append(" + ".join(f"{count:,} LUT{arity}" for arity, count in sorted(luts.items())))
-    if isinstance(weights, int) and weights:
-        parts.append(f"{weights:,} binary weights")
-    return ", ".join(parts) or "-"
 
 
 def throughput(net: bitlogic.Network, x: np.ndarray) -> float:

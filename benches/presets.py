@@ -20,19 +20,7 @@ import bitlogic
 from bitlogic import datasets, presets
 from bitlogic.training import train
 from _machine import cpu_name  # benches/ is the script directory, first on sys.path
-
-
-
-def size_of(stats: dict[str, object]) -> str:
-    parts = []
-    gates, luts, weights = stats.get("gates"), stats.get("luts"), stats.get("binary_weights")
-    if isinstance(gates, int) and gates:
-        parts.append(f"{gates:,} gates")
-    if isinstance(luts, dict) and luts:
-        parts.append(" + ".join(f"{count:,} {arity}-LUTs" for arity, count in sorted(luts.items())))
-    if isinstance(weights, int) and weights:
-        parts.append(f"{weights:,} binary weights")
-    return ", ".join(parts) or "-"
+from _sizes import size_of
 
 
 def main() -> None:
