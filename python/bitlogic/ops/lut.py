@@ -303,21 +303,19 @@ def relaxed_select(x: Tensor, weight: Tensor, tau: float, estimator: str, pool: 
         logits = logits - torch.log(-torch.log(u))
     mixture = torch.softmax(logits, dim=1).to(x.dtype)
     choice = logits.detach().argmax(dim=1)
-    if pool is not None and fused_mix_applies(x, mixture, pool):
-        # The fused kernels: the forward reads the chosen candidate (gumbel) or mixes them in place (soft), and the
-        # backward spreads the gradient by the mixture; the weights' gradient goes to the mixture either way.
+    mix = None
+    if pool is not None:
+        mix = fused_mix if fused_mix_applies(x, mixture, pool) else kernel_mix if kernel_mix_applies(
+            x, pool, mixture) else None
+    if pool is not None and mix is not None:
+        # The fused CPU or the CUDA kernels: the forward reads the chosen candidate (gumbel) or mixes them in place
+        # (soft), and the backward spreads the gradient by the mixture; the weights' gradient goes to the mixture
+        # either way.
         xt = x.t().contiguous()
         if estimator == "soft":
-            return fused_mix(xt, pool, mixture).t()
+            return mix(xt, pool, mixture).t()
         one_hot = torch.zeros_like(mixture).scatter_(1, choice.unsqueeze(1), 1.0)
-        return fused_mix(xt, pool, straight_through(one_hot, mixture), mixture).t()
-    if pool is not None and kernel_mix_applies(x, pool, mixture):
-        # The CUDA kernels, as the fused ones above (a one-hot forward reads one candidate per input).
-        xt = x.t().contiguous()
-        if estimator == "soft":
-            return kernel_mix(xt, pool, mixture).t()
-        one_hot = torch.zeros_like(mixture).scatter_(1, choice.unsqueeze(1), 1.0)
-        return kernel_mix(xt, pool, straight_through(one_hot, mixture), mixture).t()
+        return mix(xt, pool, straight_through(one_hot, mixture), mixture).t()
     if pool is None:
         soft = x @ mixture.t()
     else:
