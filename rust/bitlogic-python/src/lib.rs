@@ -37,6 +37,7 @@ const CUDA_SOURCES: &[(&str, &str)] = &[
     ("lut_layer.cu", include_str!("../../../cuda/lut_layer.cu")),
     ("binary_linear.cu", include_str!("../../../cuda/binary_linear.cu")),
     ("candidates.cu", include_str!("../../../cuda/candidates.cu")),
+    ("tree_conv.cu", include_str!("../../../cuda/tree_conv.cu")),
     ("packed_inference.cu", include_str!("../../../cuda/packed_inference.cu")),
 ];
 

@@ -1,0 +1,1 @@
+// Tree convolutions (LogicConv2d): forward and backward kernels.
