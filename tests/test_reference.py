@@ -379,7 +379,7 @@ def test_every_layer_kind_has_a_rule() -> None:
 
 
 def test_a_kind_without_a_rule_is_an_error_naming_it() -> None:
-    with pytest.raises(FormatError, match=r"no code for the kind 'conv'; it knows gates, luts, binary"):
+    with pytest.raises(FormatError, match=r"no code for the kind 'conv'; it knows gates, luts, binary, conv_gates, conv_luts, conv_binary, or_pool"):
         reference.layer_outputs(ConvLayer(), np.zeros((1, 2), dtype=bool))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="expected a bitlogic.spec encoder or layer, got str"):
         reference.layer_outputs("gates", np.zeros((1, 2), dtype=bool))  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """Type stubs of the native module (checked against it by ``python -m mypy.stubtest bitlogic._native``)."""
 
 from collections.abc import Sequence
-from typing import Any, final
+from typing import Any, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,14 @@ NUM_OPS: int
 #: ``OP_TABLES[op][2*a + b]`` (0 or 1) is the output of gate ``op`` for the inputs ``(a, b)``.
 OP_TABLES: tuple[tuple[int, int, int, int], ...]
 
+#: A layer as ``Network.from_parts`` takes it and ``Network.layer_parts`` gives it: ``(kind, array, array)`` for the
+#: dense kinds; ``(kind, array | None, array | None, geometry)`` for the spatial ones, ``geometry`` holding
+#: ``input_shape``, ``kernel_size``, ``stride``, ``padding`` (not for ``or_pool``) and ``pad_value`` (``conv_binary``).
+_LayerParts: TypeAlias = (
+    tuple[str, npt.NDArray[Any], npt.NDArray[Any]]
+    | tuple[str, npt.NDArray[Any] | None, npt.NDArray[Any] | None, dict[str, Any]]
+)
+
 class BitlogicError(ValueError): ...
 class FormatError(BitlogicError): ...
 class InputError(BitlogicError): ...
@@ -57,7 +65,7 @@ class Network:
         num_input_bits: int | None,
         thresholds: npt.NDArray[np.float32] | None,
         bit_order: str,
-        layers: Sequence[tuple[str, npt.NDArray[Any], npt.NDArray[Any]]],
+        layers: Sequence[_LayerParts],
         num_classes: int,
         tau: float,
         info: dict[str, str] | None = None,
@@ -65,7 +73,7 @@ class Network:
     def to_bytes(self) -> bytes: ...
     def save(self, path: str) -> None: ...
     def encoder_parts(self) -> tuple[Any, ...]: ...
-    def layer_parts(self) -> list[tuple[str, npt.NDArray[Any], npt.NDArray[Any]]]: ...
+    def layer_parts(self) -> list[_LayerParts]: ...
     def scores(
         self,
         x: npt.NDArray[Any],

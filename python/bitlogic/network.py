@@ -21,7 +21,8 @@ Isa = Literal["portable", "neon", "avx2", "avx512"]
 
 
 class Network:
-    """A compiled network: encoder, layers of gates / lookup tables / binary neurons, and a GroupSum head.
+    """A compiled network: encoder, layers of gates / lookup tables / binary neurons (dense, or convolutions and OR
+    pooling over images), and a GroupSum head.
 
     Evaluation runs in Rust with the GIL released; a ``Network`` is immutable and can be used from several threads.
     Build one with :func:`load`, :meth:`from_arrays`, :func:`random_network` or ``bitlogic.compile`` (from torch).
@@ -150,7 +151,7 @@ class Network:
     def layers(self) -> list[Layer]:
         """The layers, first to last, unpacked (:mod:`bitlogic.spec`). A kind this module does not know (a native
         module newer than it) raises :class:`bitlogic.FormatError` naming it."""
-        return [layer_from_parts(kind, first, second) for kind, first, second in self._net.layer_parts()]
+        return [layer_from_parts(*parts) for parts in self._net.layer_parts()]
 
     def prepare(self) -> "Network":
         """Runs the optimizing passes now rather than on the first evaluation, and returns the network.

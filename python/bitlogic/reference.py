@@ -22,7 +22,21 @@ from typing import Any, Protocol
 import numpy as np
 
 from bitlogic.errors import InputError, nan_feature
-from bitlogic.spec import BinaryLayer, BitsEncoder, Encoder, GateLayer, Layer, LutLayer, ThresholdEncoder, for_kind
+from bitlogic.spec import (
+    BinaryLayer,
+    BitsEncoder,
+    ConvBinaryLayer,
+    ConvGateLayer,
+    ConvLutLayer,
+    Encoder,
+    GateLayer,
+    Layer,
+    LutLayer,
+    OrPoolLayer,
+    SpatialLayer,
+    ThresholdEncoder,
+    for_kind,
+)
 
 __all__ = [
     "encode",
@@ -164,10 +178,105 @@ def _binary(layer: BinaryLayer, bits: np.ndarray) -> np.ndarray:
     return np.asarray(matches >= layer.thresholds.astype(np.int64)[None, :])
 
 
+# -- spatial layers (format 1.2) --------------------------------------------------------------------------------------
+
+PADDED = -1  # a window value that is padding, not an input bit
+
+
+def _windows(layer: SpatialLayer, bits: np.ndarray) -> np.ndarray:
+    """The receptive field of every output position, int8 ``[N, H', W', C, kh, kw]``: the input bit ``(c, y, x)``
+    with ``y = y'*sh - ph + dy`` and ``x = x'*sw - pw + dx``, or :data:`PADDED` where ``(y, x)`` is off the image."""
+    c, h, w = layer.input_shape
+    if bits.shape[1] != c * h * w:
+        raise InputError(f"{layer.kind} layer: input_shape {layer.input_shape} holds {c * h * w} bits, "
+                         f"the input width is {bits.shape[1]}")
+    # Input bit (c, y, x) has index (c*H + y)*W + x: the C order of [C, H, W].
+    image = bits.reshape(bits.shape[0], c, h, w).astype(np.int8)
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
+    ph, pw = (0, 0) if isinstance(layer, OrPoolLayer) else layer.padding  # or_pool has no padding
+    out_h, out_w = layer.output_size
+    field = np.full((bits.shape[0], out_h, out_w, c, kh, kw), PADDED, dtype=np.int8)
+    for oy in range(out_h):
+        for ox in range(out_w):
+            for dy in range(kh):
+                for dx in range(kw):
+                    y, x = oy * sh - ph + dy, ox * sw - pw + dx
+                    if 0 <= y < h and 0 <= x < w:
+                        field[:, oy, ox, :, dy, dx] = image[:, :, y, x]
+    return field
+
+
+def _flat_outputs(values: np.ndarray) -> np.ndarray:
+    """Per-position outputs ``[N, H', W', channels]`` as bits ``[N, channels*H'*W']``: output bit ``(o, y', x')``
+    has index ``(o*H' + y')*W' + x'``, the C order of ``[channels, H', W']``."""
+    by_channel = values.transpose(0, 3, 1, 2)
+    return np.asarray(by_channel.reshape(values.shape[0], -1).astype(bool))
+
+
+def _leaf_bits(layer: ConvGateLayer | ConvLutLayer, field: np.ndarray) -> np.ndarray:
+    """The bits the leaves read at every position, int64 ``[N, H', W', O, leaves]``; a padded leaf reads 0."""
+    c, kh, kw = layer.input_shape[0], *layer.kernel_size
+    leaves = layer.leaves.astype(np.int64)
+    for axis, (name, limit) in enumerate([("channel", c), ("row", kh), ("column", kw)]):
+        if leaves.size and int(leaves[..., axis].max()) >= limit:
+            raise InputError(f"{layer.kind} layer: a leaf's {name} {int(leaves[..., axis].max())} is not below "
+                             f"{limit}")
+    read = field[:, :, :, leaves[..., 0], leaves[..., 1], leaves[..., 2]].astype(np.int64)
+    return np.where(read == PADDED, 0, read)
+
+
+def _conv_gates(layer: ConvGateLayer, bits: np.ndarray) -> np.ndarray:
+    # nodes[0 .. 2^d] are the leaves; gate g computes op[o, g](nodes[2g], nodes[2g+1]) as node 2^d + g (the rule of
+    # FORMAT.md 3.3 for one gate); the output is the last node.
+    if layer.ops.size and int(layer.ops.max()) > 15:
+        raise InputError(f"conv_gates layer: op code {int(layer.ops.max())} is above 15")
+    nodes = list(np.moveaxis(_leaf_bits(layer, _windows(layer, bits)), -1, 0))  # each [N, H', W', O]
+    ops = layer.ops.astype(np.int64)
+    for g in range(ops.shape[1]):
+        a, b = nodes[2 * g], nodes[2 * g + 1]
+        nodes.append((ops[:, g] >> (3 - (2 * a + b))) & 1)
+    return _flat_outputs(nodes[-1])
+
+
+def _conv_luts(layer: ConvLutLayer, bits: np.ndarray) -> np.ndarray:
+    # address = sum_j x_j * 2^j over the channel's table inputs (input 0 least significant), output = entry address.
+    inputs = _leaf_bits(layer, _windows(layer, bits))  # [N, H', W', O, n]
+    address = np.zeros(inputs.shape[:-1], dtype=np.int64)
+    for j in range(layer.arity):
+        address += inputs[..., j] << j
+    channels = np.arange(layer.out_channels)
+    return _flat_outputs(layer.tables[channels, address])
+
+
+def _conv_binary(layer: ConvBinaryLayer, bits: np.ndarray) -> np.ndarray:
+    # dot = sum_j s_j * w_(o,j) over the window, j = (c*kh + dy)*kw + dx; s_j = +1 for a bit 1, -1 for a bit 0,
+    # pad_value for a padded input; w = +1 for a weight bit 1, -1 for 0. Output = dot >= thresholds[o].
+    field = _windows(layer, bits)
+    field = field.reshape(*field.shape[:3], -1).astype(np.int64)  # [N, H', W', C*kh*kw]: the C order of (c, dy, dx)
+    s = np.where(field == PADDED, layer.pad_value, 2 * field - 1)
+    w = 2 * layer.weights.astype(np.int64) - 1  # [O, C*kh*kw]
+    dot = s @ w.T  # [N, H', W', O]
+    return _flat_outputs(dot >= layer.thresholds.astype(np.int64))
+
+
+def _or_pool(layer: OrPoolLayer, bits: np.ndarray) -> np.ndarray:
+    # Output (c, y', x') = OR of inputs (c, y'*sh + dy, x'*sw + dx), dy < kh, dx < kw; there is no padding.
+    field = _windows(layer, bits)  # [N, H', W', C, kh, kw]
+    return _flat_outputs((field == 1).any(axis=(4, 5)))
+
+
 # Each kind's rule, by the kind its spec class carries (bitlogic.spec.LAYER_KINDS, ENCODER_KINDS).
 _Rule = Callable[[Any, np.ndarray], np.ndarray]
 _ENCODERS: dict[str, _Rule] = {"bits": _encode_bits, "thresholds": _encode_thresholds}
-_LAYERS: dict[str, _Rule] = {"gates": _gates, "luts": _luts, "binary": _binary}
+_LAYERS: dict[str, _Rule] = {
+    "gates": _gates,
+    "luts": _luts,
+    "binary": _binary,
+    "conv_gates": _conv_gates,
+    "conv_luts": _conv_luts,
+    "conv_binary": _conv_binary,
+    "or_pool": _or_pool,
+}
 
 
 def scores(encoder: Encoder, layers: Sequence[Layer], num_classes: int, x: Any) -> np.ndarray:

@@ -194,11 +194,316 @@ class BinaryLayer:
         return cls(weights, thresholds)
 
 
+# -- spatial layers (format 1.2) --------------------------------------------------------------------------------------
+
+Pair = tuple[int, int]
+Shape3 = tuple[int, int, int]
+
+
+def _ints(name: str, value: object, count: int, minimum: int, *, scalar: bool) -> tuple[int, ...]:
+    """``value`` as ``count`` Python integers of at least ``minimum``; with ``scalar`` one integer stands for
+    ``count`` copies of itself (``kernel_size=3`` is ``(3, 3)``, as in torch)."""
+
+    def is_int(v: object) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+    items: object = (value,) * count if scalar and is_int(value) else value
+    if not isinstance(items, (tuple, list, np.ndarray)) or len(items) != count or not all(map(is_int, items)) \
+            or any(int(v) < minimum for v in items):
+        single = " (or one integer for all)" if scalar else ""
+        raise InputError(f"{name}: expected {count} integers >= {minimum}{single}, got {value!r}")
+    return tuple(int(v) for v in items)
+
+
+def _window_count(name: str, size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output positions along one axis: ``floor((size + 2*padding - kernel) / stride) + 1``, at least 1."""
+    if kernel > size + 2 * padding:
+        raise InputError(f"kernel_size: expected a window {name} of at most {size + 2 * padding} (the image's {size} "
+                         f"plus twice the padding {padding}), got {kernel}")
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class _Spatial:
+    """What every spatial layer shares: an input image ``input_shape`` ``(C, H, W)`` (input bit ``(c, y, x)`` has
+    index ``(c*H + y)*W + x``), a window ``kernel_size`` moved by ``stride``, and an output image ``output_shape``
+    ``(channels, H', W')`` laid out the same way."""
+
+    input_shape: Shape3
+    kernel_size: Pair
+    stride: Pair
+
+    def _padding(self) -> Pair:
+        return (0, 0)
+
+    def _output_channels(self) -> int:
+        return self.input_shape[0]
+
+    def _normalise_geometry(self) -> None:
+        shape = _ints("input_shape", self.input_shape, 3, 1, scalar=False)
+        object.__setattr__(self, "input_shape", shape)
+        object.__setattr__(self, "kernel_size", _ints("kernel_size", self.kernel_size, 2, 1, scalar=True))
+        object.__setattr__(self, "stride", _ints("stride", self.stride, 2, 1, scalar=True))
+
+    def _check_window(self) -> None:
+        # The output size exists (the window fits the padded image); output_size computes it again when read.
+        _ = self.output_size
+
+    @property
+    def output_size(self) -> Pair:
+        """``(H', W')``: window positions down and across."""
+        (_, h, w), (kh, kw), (sh, sw), (ph, pw) = self.input_shape, self.kernel_size, self.stride, self._padding()
+        return _window_count("height", h, kh, sh, ph), _window_count("width", w, kw, sw, pw)
+
+    @property
+    def output_shape(self) -> Shape3:
+        """``(channels, H', W')`` of the output image."""
+        return (self._output_channels(), *self.output_size)
+
+    @property
+    def width(self) -> int:
+        """Output bits: ``channels * H' * W'``."""
+        c, h, w = self.output_shape
+        return c * h * w
+
+    @property
+    def input_width(self) -> int:
+        """Input bits: ``C * H * W``."""
+        c, h, w = self.input_shape
+        return c * h * w
+
+    def _geometry(self) -> dict[str, Any]:
+        return {"input_shape": self.input_shape, "kernel_size": self.kernel_size, "stride": self.stride}
+
+
+class _Conv(_Spatial):
+    """A spatial layer of ``out_channels`` output channels, whose window may reach ``padding`` past the image."""
+
+    padding: Pair
+
+    def _padding(self) -> Pair:
+        return self.padding
+
+    def _output_channels(self) -> int:
+        return self.out_channels
+
+    @property
+    def out_channels(self) -> int:
+        raise NotImplementedError
+
+    def _normalise_geometry(self) -> None:
+        super()._normalise_geometry()
+        object.__setattr__(self, "padding", _ints("padding", self.padding, 2, 0, scalar=True))
+
+    def _geometry(self) -> dict[str, Any]:
+        return {**super()._geometry(), "padding": self.padding}
+
+    def _leaves(self, leaves: object, rows: int | None, what: str) -> np.ndarray:
+        """``leaves`` as uint32 ``[O, rows, 3]`` of ``(c, dy, dx)`` (``rows=None``: any number)."""
+        out = _as("leaves", leaves, np.uint32, 3)
+        if out.shape[2] != 3 or (rows is not None and out.shape[1] != rows):
+            count = "?" if rows is None else str(rows)
+            raise InputError(f"leaves: expected shape [O, {count}, 3] ({what}, each (c, dy, dx)), got {out.shape}")
+        return out
+
+
+def _same_rows(name: str, array: np.ndarray, rows: int, shape: str) -> None:
+    if array.shape[0] != rows:
+        raise InputError(f"{name}: expected shape {shape} with O = {rows} (one row per output channel), "
+                         f"got {array.shape}")
+
+
+@dataclass(frozen=True, eq=False)
+class ConvGateLayer(_Conv):
+    """A tree of two-input gates per output channel, shared over the image's positions (LogicTreeNet).
+
+    ``leaves`` uint32 ``[O, 2**d, 3]``: leaf ``j`` of channel ``o`` reads input ``(c, dy, dx)`` of the window (a
+    padded one reads 0); ``ops`` uint8 ``[O, 2**d - 1]``: gate ``g`` reads nodes ``2g`` and ``2g + 1`` (the leaves
+    first, then the gates' outputs) as A and B and is node ``2**d + g``; the last gate is the output.
+    """
+
+    kind: ClassVar[str] = "conv_gates"
+    input_shape: Shape3
+    leaves: np.ndarray
+    ops: np.ndarray
+    kernel_size: Pair = (3, 3)
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+
+    def __post_init__(self) -> None:
+        self._normalise_geometry()
+        leaves = self._leaves(self.leaves, None, "2**depth leaves per tree")
+        count = leaves.shape[1]
+        if count < 2 or count & (count - 1):
+            raise InputError(f"leaves: expected shape [O, 2**depth, 3] with depth >= 1, got {leaves.shape}")
+        object.__setattr__(self, "leaves", leaves)
+        ops = _as("ops", self.ops, np.uint8, 2)
+        _same_rows("ops", ops, leaves.shape[0], f"[O, {count - 1}]")
+        if ops.shape[1] != count - 1:
+            raise InputError(f"ops: expected shape [{leaves.shape[0]}, {count - 1}] (2**depth - 1 gates per tree), "
+                             f"got {ops.shape}")
+        object.__setattr__(self, "ops", ops)
+        self._check_window()
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.leaves.shape[0])
+
+    @property
+    def depth(self) -> int:
+        return int(self.leaves.shape[1]).bit_length() - 1
+
+    @property
+    def fan_in(self) -> int:
+        """Inputs each output reads: the tree's leaves."""
+        return int(self.leaves.shape[1])
+
+    def to_parts(self) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """The native ``("conv_gates", leaves, ops, geometry)`` part after its kind."""
+        return self.leaves, self.ops, self._geometry()
+
+    @classmethod
+    def from_parts(cls, leaves: np.ndarray, ops: np.ndarray, geometry: Mapping[str, Any]) -> ConvGateLayer:
+        return cls(leaves=leaves, ops=ops, **geometry)
+
+
+@dataclass(frozen=True, eq=False)
+class ConvLutLayer(_Conv):
+    """One n-input table per output channel over the window: ``leaves`` uint32 ``[O, n, 3]`` (input ``j`` of the
+    table reads ``(c, dy, dx)``, a padded one 0), ``tables`` 0/1 uint8 ``[O, 2**n]`` addressed as :class:`LutLayer`."""
+
+    kind: ClassVar[str] = "conv_luts"
+    input_shape: Shape3
+    leaves: np.ndarray
+    tables: np.ndarray
+    kernel_size: Pair = (3, 3)
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+
+    def __post_init__(self) -> None:
+        self._normalise_geometry()
+        leaves = self._leaves(self.leaves, None, "n table inputs per channel")
+        object.__setattr__(self, "leaves", leaves)
+        tables = _bits("tables", self.tables, 2)
+        o, n = leaves.shape[:2]
+        if n > 16 or tables.shape != (o, 1 << n):
+            raise InputError(f"tables: expected shape [{o}, 2**{n}] (one entry per address), got {tables.shape}")
+        object.__setattr__(self, "tables", tables)
+        self._check_window()
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.leaves.shape[0])
+
+    @property
+    def arity(self) -> int:
+        return int(self.leaves.shape[1])
+
+    @property
+    def fan_in(self) -> int:
+        """Inputs each output reads: the arity."""
+        return self.arity
+
+    def to_parts(self) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """The native ``("conv_luts", leaves, tables, geometry)`` part after its kind."""
+        return self.leaves, self.tables, self._geometry()
+
+    @classmethod
+    def from_parts(cls, leaves: np.ndarray, tables: np.ndarray, geometry: Mapping[str, Any]) -> ConvLutLayer:
+        return cls(leaves=leaves, tables=tables, **geometry)
+
+
+@dataclass(frozen=True, eq=False)
+class ConvBinaryLayer(_Conv):
+    """XNOR-popcount convolution (larq QuantConv2D): ``weights`` 0/1 uint8 ``[O, C*kh*kw]`` (1 = +1; weight
+    ``(c*kh + dy)*kw + dx``, torch's ``weight[o, c, dy, dx]`` flattened), ``thresholds`` int32 ``[O]``.
+
+    Output ``(o, y', x')`` is 1 when the dot product of the window's inputs (bit 1 = +1, bit 0 = -1, a padded input
+    ``pad_value``) with row ``o`` is at least ``thresholds[o]``: thresholds on the dot, unlike :class:`BinaryLayer`.
+    """
+
+    kind: ClassVar[str] = "conv_binary"
+    input_shape: Shape3
+    weights: np.ndarray
+    thresholds: np.ndarray
+    kernel_size: Pair = (3, 3)
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    pad_value: int = 1
+
+    def __post_init__(self) -> None:
+        self._normalise_geometry()
+        weights = _bits("weights", self.weights, 2)
+        (c, _, _), (kh, kw) = self.input_shape, self.kernel_size
+        if weights.shape[1] != c * kh * kw:
+            raise InputError(f"weights: expected shape [O, {c * kh * kw}] (C*kh*kw = {c}*{kh}*{kw} per row), "
+                             f"got {weights.shape}")
+        object.__setattr__(self, "weights", weights)
+        thresholds = _as("thresholds", self.thresholds, np.int32, 1)
+        _same_rows("thresholds", thresholds, weights.shape[0], "[O]")
+        object.__setattr__(self, "thresholds", thresholds)
+        if self.pad_value not in (0, 1) or isinstance(self.pad_value, float):
+            raise InputError(f"pad_value: expected 0 (zero padding) or 1 (one padding), got {self.pad_value!r}")
+        object.__setattr__(self, "pad_value", int(self.pad_value))
+        self._check_window()
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def fan_in(self) -> int:
+        """Inputs each output reads: the whole window, ``C*kh*kw``."""
+        return int(self.weights.shape[1])
+
+    def to_parts(self) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """The native ``("conv_binary", weights, thresholds, geometry)`` part after its kind."""
+        return self.weights, self.thresholds, {**self._geometry(), "pad_value": self.pad_value}
+
+    @classmethod
+    def from_parts(cls, weights: np.ndarray, thresholds: np.ndarray, geometry: Mapping[str, Any]) -> ConvBinaryLayer:
+        return cls(weights=weights, thresholds=thresholds, **geometry)
+
+
+@dataclass(frozen=True, eq=False)
+class OrPoolLayer(_Spatial):
+    """OR pooling (max pooling on bits), channel by channel: output ``(c, y', x')`` is the OR of the inputs
+    ``(c, y'*sh + dy, x'*sw + dx)`` for ``dy < kh``, ``dx < kw``. No padding, no arrays."""
+
+    kind: ClassVar[str] = "or_pool"
+    input_shape: Shape3
+    kernel_size: Pair = (2, 2)
+    stride: Pair = (2, 2)
+
+    def __post_init__(self) -> None:
+        self._normalise_geometry()
+        self._check_window()
+
+    @property
+    def fan_in(self) -> int:
+        """Inputs each output reads: the window."""
+        return self.kernel_size[0] * self.kernel_size[1]
+
+    def to_parts(self) -> tuple[None, None, dict[str, Any]]:
+        """The native ``("or_pool", None, None, geometry)`` part after its kind."""
+        return None, None, self._geometry()
+
+    @classmethod
+    def from_parts(cls, first: None, second: None, geometry: Mapping[str, Any]) -> OrPoolLayer:
+        return cls(**geometry)
+
+
 Encoder = Union[BitsEncoder, ThresholdEncoder]
-Layer = Union[GateLayer, LutLayer, BinaryLayer]
+Layer = Union[GateLayer, LutLayer, BinaryLayer, ConvGateLayer, ConvLutLayer, ConvBinaryLayer, OrPoolLayer]
+SpatialLayer = Union[ConvGateLayer, ConvLutLayer, ConvBinaryLayer, OrPoolLayer]
+#: A layer as the native module takes and gives it: ``(kind, array, array)`` for the dense kinds,
+#: ``(kind, array or None, array or None, geometry)`` for the spatial ones.
+LayerParts = Union[tuple[str, np.ndarray, np.ndarray], tuple[str, Any, Any, dict[str, Any]]]
 
 #: Every layer class by its kind, in the order of docs/FORMAT.md.
-LAYER_KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in (GateLayer, LutLayer, BinaryLayer)}
+LAYER_KINDS: dict[str, type[Layer]] = {
+    cls.kind: cls
+    for cls in (GateLayer, LutLayer, BinaryLayer, ConvGateLayer, ConvLutLayer, ConvBinaryLayer, OrPoolLayer)
+}
 #: Every encoder class by its kind.
 ENCODER_KINDS: dict[str, type[Encoder]] = {cls.kind: cls for cls in (BitsEncoder, ThresholdEncoder)}
 
@@ -216,9 +521,9 @@ def layer_class(kind: str) -> type[Layer]:
     return cls
 
 
-def layer_from_parts(kind: str, first: Any, second: Any) -> Layer:
-    """A layer from a native ``(kind, array, array)`` part."""
-    layer: Layer = layer_class(kind).from_parts(first, second)
+def layer_from_parts(kind: str, *values: Any) -> Layer:
+    """A layer from a native part, ``(kind, array, array)`` or, for a spatial kind, ``(kind, a, b, geometry)``."""
+    layer: Layer = layer_class(kind).from_parts(*values)
     return layer
 
 
@@ -251,10 +556,11 @@ def _check_type(value: object, known: dict[str, type[Any]]) -> None:
         raise TypeError(f"expected one of {names}, got {type(value).__name__}")
 
 
-def layer_parts(layer: Layer) -> tuple[str, np.ndarray, np.ndarray]:
-    """The native ``(kind, array, array)`` part of a layer; a ``TypeError`` for anything but a layer class."""
+def layer_parts(layer: Layer) -> LayerParts:
+    """The native part of a layer (:data:`LayerParts`); a ``TypeError`` for anything but a layer class."""
     _check_type(layer, LAYER_KINDS)
-    return (layer.kind, *layer.to_parts())
+    parts: LayerParts = (layer.kind, *layer.to_parts())
+    return parts
 
 
 def encoder_parts(encoder: Encoder) -> tuple[int | None, np.ndarray | None, str]:
