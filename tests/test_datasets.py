@@ -6,12 +6,15 @@ import functools
 import gzip
 import hashlib
 import http.server
+import io
 import os
+import pickle
 import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tarfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,7 +94,7 @@ def test_real_mnist() -> None:
     assert ds.x_train.dtype == np.uint8 and ds.x_test.dtype == np.uint8
     assert ds.y_train.dtype == np.int64 and ds.y_test.dtype == np.int64
     assert ds.x_train.flags.c_contiguous and ds.x_test.flags.c_contiguous
-    assert (ds.num_classes, ds.num_features, ds.low, ds.high) == (10, 784, 0.0, 255.0)
+    assert (ds.num_classes, ds.num_features, ds.low, ds.high, ds.image_shape) == (10, 784, 0.0, 255.0, (1, 28, 28))
     # The published class counts of MNIST.
     assert np.bincount(ds.y_train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert np.bincount(ds.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -108,6 +111,7 @@ def test_synthetic_files_load(tmp_path: Path, gz: bool) -> None:
     write(tmp_path / "mnist", contents, gz=gz)
     ds = datasets.load("mnist", root=tmp_path, download=False)
     assert_matches(ds, contents)
+    assert ds.image_shape == (1, 28, 28)
     assert ds.x_train.shape == (N_TRAIN, 784) and ds.x_train.flags.c_contiguous and ds.x_train.flags.writeable
     assert ds.num_features == 784
 
@@ -366,11 +370,318 @@ def test_download_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_real_hash_table_is_complete() -> None:
-    for name in ("mnist", "fashion-mnist"):
+    files = {"mnist": [f"{stem}.gz" for stem in FILES], "cifar10": ["cifar-10-binary.tar.gz"]}
+    for name in ("mnist", "fashion-mnist", "cifar10"):
         remote = datasets._REMOTES[name]
-        assert sorted(remote.sha256) == sorted(f"{stem}.gz" for stem in FILES)
+        assert sorted(remote.sha256) == sorted(files.get(name, files["mnist"]))
         assert all(len(h) == 64 and int(h, 16) >= 0 for h in remote.sha256.values())
         assert remote.base_url.endswith("/")
+    # The published archive is 170,052,171 bytes: the cap must let it through.
+    assert datasets._REMOTES["cifar10"].max_bytes > 170_052_171
+
+
+# -- CIFAR-10, from fake batches in both published formats -----------------------------------------------------------
+
+CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_PY, CIFAR_BIN = "cifar-10-batches-py", "cifar-10-batches-bin"
+CIFAR_ARCHIVES = {CIFAR_PY: "cifar-10-python.tar.gz", CIFAR_BIN: "cifar-10-binary.tar.gz"}
+CifarBatches = dict[str, tuple[np.ndarray, list[int]]]
+
+
+def cifar_batches(seed: int = 0, sizes: tuple[int, ...] = (3, 2, 4, 1, 2, 3)) -> CifarBatches:
+    """Six small batches (data_batch_1..5, test_batch) of uint8 [n, 3072] images and their labels."""
+    rng = np.random.default_rng(seed)
+    names = (*CIFAR_TRAIN, "test_batch")
+    return {
+        name: (rng.integers(0, 256, (n, 3072), dtype=np.uint8), rng.integers(0, 10, n).tolist())
+        for name, n in zip(names, sizes)
+    }
+
+
+def _py2_str(data: bytes) -> bytes:
+    # BINSTRING: how Python 2 pickled every str, bytes-like.
+    return b"T" + struct.pack("<i", len(data)) + data
+
+
+def _py2_int(value: int) -> bytes:
+    return b"J" + struct.pack("<i", value)  # BININT
+
+
+def py2_pickle(images: np.ndarray, labels: list[int]) -> bytes:
+    """A batch pickled the way the published files are (Python 2 cPickle, protocol 2, numpy 1.x names)."""
+    array = b"".join((
+        b"cnumpy.core.multiarray\n_reconstruct\n",  # GLOBAL
+        b"cnumpy\nndarray\n", _py2_int(0), b"\x85", _py2_str(b"b"), b"\x87R",  # (ndarray, (0,), 'b') REDUCE
+        b"(", _py2_int(1), _py2_int(images.shape[0]), _py2_int(images.shape[1]), b"\x86",  # MARK 1 (n, 3072)
+        b"cnumpy\ndtype\n", _py2_str(b"u1"), _py2_int(0), _py2_int(1), b"\x87R",  # dtype('u1', 0, 1)
+        b"(", _py2_int(3), _py2_str(b"|"), b"NNN", _py2_int(-1), _py2_int(-1), _py2_int(0), b"tb",  # dtype state
+        b"\x89", _py2_str(images.tobytes()), b"tb",  # False, raw bytes; TUPLE BUILD
+    ))
+    label_list = b"](" + b"".join(_py2_int(label) for label in labels) + b"e"  # EMPTY_LIST MARK ... APPENDS
+    items = [(b"batch_label", _py2_str(b"training batch 1 of 5")), (b"labels", label_list), (b"data", array)]
+    body = b"".join(_py2_str(key) + value for key, value in items)
+    return b"\x80\x02}(" + body + b"u."  # PROTO 2, EMPTY_DICT, MARK, ..., SETITEMS, STOP
+
+
+def python_batch(images: np.ndarray, labels: list[int], flavour: str) -> bytes:
+    if flavour == "py2":
+        return py2_pickle(images, labels)
+    protocol = {"protocol2": 2, "protocol4": 4}[flavour]  # what re-pickling under Python 3 produces
+    return pickle.dumps({b"batch_label": b"batch", b"labels": labels, b"data": images}, protocol=protocol)
+
+
+def binary_batch(images: np.ndarray, labels: list[int]) -> bytes:
+    return np.concatenate([np.asarray(labels, np.uint8)[:, None], images], axis=1).tobytes()
+
+
+def cifar_files(batches: CifarBatches, layout: str, flavour: str = "py2") -> dict[str, bytes]:
+    """The batch files of one layout by their name inside the layout's directory."""
+    if layout == CIFAR_BIN:
+        return {f"{name}.bin": binary_batch(*batch) for name, batch in batches.items()}
+    return {name: python_batch(*batch, flavour) for name, batch in batches.items()}
+
+
+def write_cifar_directory(root: Path, layout: str, files: dict[str, bytes]) -> None:
+    directory = root / "cifar10" / layout
+    directory.mkdir(parents=True)
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+
+
+def cifar_archive(layout: str, files: dict[str, bytes]) -> bytes:
+    """A tar.gz laid out as the published one: the directory, the batches and the files beside them."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        directory = tarfile.TarInfo(layout)
+        directory.type = tarfile.DIRTYPE
+        tar.addfile(directory)
+        for name, data in {"readme.html": b"<html></html>", **files, "batches.meta": b"meta"}.items():
+            info = tarfile.TarInfo(f"{layout}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def write_cifar_archive(root: Path, layout: str, files: dict[str, bytes]) -> Path:
+    path = root / "cifar10" / CIFAR_ARCHIVES[layout]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(cifar_archive(layout, files))
+    return path
+
+
+def assert_cifar(ds: Dataset, batches: CifarBatches) -> None:
+    train = [batches[name] for name in CIFAR_TRAIN]
+    expected = (
+        np.concatenate([images for images, _ in train]),
+        np.concatenate([labels for _, labels in train]).astype(np.int64),
+        *(np.asarray(a) for a in batches["test_batch"]),
+    )
+    actual = (ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+    for got, want, dtype in zip(actual, expected, (np.uint8, np.int64, np.uint8, np.int64)):
+        assert got.dtype == dtype and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+    assert (ds.name, ds.num_classes, ds.num_features, ds.low, ds.high) == ("cifar10", 10, 3072, 0.0, 255.0)
+    assert ds.image_shape == (3, 32, 32)
+
+
+def test_python_pickle_helper_matches_real_pickle() -> None:
+    # The hand-written Python 2 pickle is what the real unpickler reads as the batch (so it tests what it claims).
+    images, labels = cifar_batches()["test_batch"]
+    batch = pickle.loads(py2_pickle(images, labels), encoding="bytes")
+    assert batch[b"labels"] == labels and batch[b"batch_label"] == b"training batch 1 of 5"
+    np.testing.assert_array_equal(batch[b"data"], images)
+
+
+@pytest.mark.parametrize("flavour", ["py2", "protocol2", "protocol4"])
+def test_cifar10_python_directory(tmp_path: Path, flavour: str) -> None:
+    batches = cifar_batches()
+    write_cifar_directory(tmp_path, CIFAR_PY, cifar_files(batches, CIFAR_PY, flavour))
+    ds = datasets.load("cifar10", root=tmp_path, download=False)
+    assert_cifar(ds, batches)
+
+
+def test_cifar10_binary_directory_and_image_layout(tmp_path: Path) -> None:
+    batches = cifar_batches(seed=1)
+    write_cifar_directory(tmp_path, CIFAR_BIN, cifar_files(batches, CIFAR_BIN))
+    ds = datasets.load("CIFAR-10", root=tmp_path, download=False)
+    assert_cifar(ds, batches)
+    # A row is the red, green and blue planes of 32 rows of 32: [N, 3, 32, 32] after reshaping by image_shape.
+    assert ds.image_shape is not None
+    images = ds.x_test.reshape(-1, *ds.image_shape)
+    raw = batches["test_batch"][0][1]
+    assert images[1, 2, 5, 7] == raw[2 * 1024 + 5 * 32 + 7] and images[1, 0, 31, 0] == raw[31 * 32]
+
+
+@pytest.mark.parametrize("layout", [CIFAR_PY, CIFAR_BIN])
+def test_cifar10_archive_is_read_in_place(tmp_path: Path, layout: str) -> None:
+    batches = cifar_batches(seed=2)
+    archive = write_cifar_archive(tmp_path, layout, cifar_files(batches, layout))
+    assert_cifar(datasets.load("cifar_10", root=tmp_path, download=False), batches)
+    assert sorted(p.name for p in archive.parent.iterdir()) == [archive.name]  # nothing extracted
+
+
+def test_cifar10_directories_before_archives(tmp_path: Path) -> None:
+    write_cifar_archive(tmp_path, CIFAR_PY, cifar_files(cifar_batches(seed=3), CIFAR_PY))
+    write_cifar_archive(tmp_path, CIFAR_BIN, cifar_files(cifar_batches(seed=4), CIFAR_BIN))
+    # Of two archives, the python one.
+    assert_cifar(datasets.load("cifar10", root=tmp_path, download=False), cifar_batches(seed=3))
+    write_cifar_directory(tmp_path, CIFAR_BIN, cifar_files(cifar_batches(seed=5), CIFAR_BIN))
+    assert_cifar(datasets.load("cifar10", root=tmp_path, download=False), cifar_batches(seed=5))
+
+
+def test_cifar10_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_cifar_directory(tmp_path, CIFAR_BIN, cifar_files(cifar_batches(seed=6), CIFAR_BIN))
+    monkeypatch.setenv("BITLOGIC_DATA", str(tmp_path))
+    assert_cifar(datasets.load("cifar10", download=False), cifar_batches(seed=6))
+
+
+def test_cifar10_missing_without_download(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError) as info:
+        datasets.load("cifar10", root=tmp_path, download=False)
+    text = str(info.value)
+    for name in (CIFAR_PY, CIFAR_BIN, *CIFAR_ARCHIVES.values()):
+        assert str(tmp_path / "cifar10" / name) in text
+    assert "download=True" in text and "BITLOGIC_DATA" in text and "cs.toronto.edu/~kriz/cifar.html" in text
+    assert not (tmp_path / "cifar10").exists()
+
+
+def test_cifar10_download(server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, served = server
+    batches = cifar_batches(seed=7)
+    archive = cifar_archive(CIFAR_BIN, cifar_files(batches, CIFAR_BIN))
+    (served / "cifar-10-binary.tar.gz").write_bytes(archive)
+    hashes = {"cifar-10-binary.tar.gz": hashlib.sha256(archive).hexdigest()}
+    monkeypatch.setitem(datasets._REMOTES, "cifar10", datasets._Remote(url, hashes, max_bytes=len(archive)))
+    root = tmp_path / "root"
+    assert_cifar(datasets.load("cifar10", root=root), batches)
+    assert (root / "cifar10" / "cifar-10-binary.tar.gz").read_bytes() == archive  # saved as served, not extracted
+    assert sorted(p.name for p in (root / "cifar10").iterdir()) == ["cifar-10-binary.tar.gz"]
+    shutil.rmtree(served)
+    assert_cifar(datasets.load("cifar10", root=root, download=False), batches)
+
+
+@pytest.mark.parametrize("defect", ["sha", "too-big"])
+def test_cifar10_bad_download_leaves_nothing(
+    server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, defect: str
+) -> None:
+    url, served = server
+    archive = cifar_archive(CIFAR_BIN, cifar_files(cifar_batches(), CIFAR_BIN))
+    (served / "cifar-10-binary.tar.gz").write_bytes(archive)
+    digest = hashlib.sha256(archive if defect == "too-big" else b"other").hexdigest()
+    remote = datasets._Remote(url, {"cifar-10-binary.tar.gz": digest}, max_bytes=len(archive) - (defect == "too-big"))
+    monkeypatch.setitem(datasets._REMOTES, "cifar10", remote)
+    with pytest.raises(DatasetError, match="SHA-256" if defect == "sha" else "more than") as info:
+        datasets.load("cifar10", root=tmp_path)
+    assert f"{url}cifar-10-binary.tar.gz" in str(info.value) and "BITLOGIC_DATA" in str(info.value)
+    assert list((tmp_path / "cifar10").iterdir()) == []
+
+
+class _Evil:
+    """Unpickling this would run a command that creates a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+def _dtype_pickle(dtype: str) -> bytes:
+    return pickle.dumps({b"data": np.zeros((2, 3072), dtype), b"labels": [0, 1]}, protocol=2)
+
+
+PY_DEFECTS: dict[str, tuple[Callable[[Path], bytes], str]] = {
+    "code": (lambda tmp: pickle.dumps({b"data": _Evil(tmp / "pwned"), b"labels": []}), "refusing posix.system"),
+    "object-array": (
+        lambda tmp: pickle.dumps({b"data": np.array([[1]], dtype=object), b"labels": [0]}, protocol=2),
+        "not a uint8 array",
+    ),
+    "float-array": (lambda tmp: _dtype_pickle("float32"), "not a uint8 array"),
+    "not-a-dict": (lambda tmp: pickle.dumps([1, 2, 3]), "a pickled list, expected a dict"),
+    "no-labels": (lambda tmp: pickle.dumps({b"data": np.zeros((1, 3072), np.uint8)}), "'labels' (a list)"),
+    "str-labels": (
+        lambda tmp: pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": ["cat"]}),
+        "list of ints",
+    ),
+    "wrong-width": (
+        lambda tmp: python_batch(np.zeros((2, 1024), np.uint8), [0, 1], "py2"),
+        "expected [n, 3072]",
+    ),
+    "count-mismatch": (
+        lambda tmp: python_batch(np.zeros((2, 3072), np.uint8), [0, 1, 2], "py2"),
+        "2 images but 3 labels",
+    ),
+    "label-10": (lambda tmp: python_batch(np.zeros((3, 3072), np.uint8), [0, 10, 1], "py2"), "label 10 at index 1"),
+    "label-huge": (
+        lambda tmp: python_batch(np.zeros((1, 3072), np.uint8), [2**70], "protocol4"),
+        f"label {2**70} at index 0",
+    ),
+    "truncated": (lambda tmp: python_batch(*cifar_batches()["test_batch"], "py2")[:-40], "not a CIFAR-10"),
+    "garbage": (lambda tmp: b"not a pickle", "not a CIFAR-10 python batch"),
+}
+
+
+@pytest.mark.parametrize("defect", sorted(PY_DEFECTS))
+def test_cifar10_python_defects(tmp_path: Path, defect: str) -> None:
+    make, message = PY_DEFECTS[defect]
+    files = cifar_files(cifar_batches(), CIFAR_PY)
+    files["data_batch_3"] = make(tmp_path)
+    write_cifar_directory(tmp_path, CIFAR_PY, files)
+    with pytest.raises(DatasetError) as info:
+        datasets.load("cifar10", root=tmp_path, download=False)
+    assert str(tmp_path / "cifar10" / CIFAR_PY / "data_batch_3") in str(info.value)
+    assert message.replace("posix", os.system.__module__) in str(info.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "0 bytes, expected a positive whole number of 3073-byte records"),
+        (b"\0" * 3074, "3074 bytes"),
+        (b"\x0a" + b"\0" * 3072, "label 10 at index 0"),
+    ],
+    ids=["empty", "partial-record", "label-10"],
+)
+def test_cifar10_binary_defects(tmp_path: Path, data: bytes, message: str) -> None:
+    files = cifar_files(cifar_batches(), CIFAR_BIN)
+    files["test_batch.bin"] = data
+    write_cifar_directory(tmp_path, CIFAR_BIN, files)
+    with pytest.raises(DatasetError, match="expected") as info:
+        datasets.load("cifar10", root=tmp_path, download=False)
+    assert str(tmp_path / "cifar10" / CIFAR_BIN / "test_batch.bin") in str(info.value) and message in str(info.value)
+
+
+def test_cifar10_incomplete_directory_names_the_file(tmp_path: Path) -> None:
+    files = cifar_files(cifar_batches(), CIFAR_BIN)
+    del files["data_batch_4.bin"]
+    write_cifar_directory(tmp_path, CIFAR_BIN, files)
+    with pytest.raises(DatasetError, match="missing") as info:
+        datasets.load("cifar10", root=tmp_path, download=False)
+    assert str(tmp_path / "cifar10" / CIFAR_BIN / "data_batch_4.bin") in str(info.value)
+
+
+def test_cifar10_archive_defects(tmp_path: Path) -> None:
+    files = cifar_files(cifar_batches(), CIFAR_BIN)
+    del files["data_batch_2.bin"]
+    archive = write_cifar_archive(tmp_path, CIFAR_BIN, files)
+    with pytest.raises(DatasetError, match=f"no member {CIFAR_BIN}/data_batch_2.bin") as info:
+        datasets.load("cifar10", root=tmp_path, download=False)
+    assert str(archive) in str(info.value)
+
+    archive.write_bytes(cifar_archive(CIFAR_BIN, cifar_files(cifar_batches(), CIFAR_BIN))[:-100])
+    with pytest.raises(DatasetError, match=f"cannot read {archive}"):
+        datasets.load("cifar10", root=tmp_path, download=False)
+
+    # A link where a batch should be is refused, never followed.
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        link = tarfile.TarInfo(f"{CIFAR_BIN}/data_batch_1.bin")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    archive.write_bytes(buffer.getvalue())
+    with pytest.raises(DatasetError, match="not a regular file"):
+        datasets.load("cifar10", root=tmp_path, download=False)
 
 
 # -- scikit-learn datasets -------------------------------------------------------------------------------------------
@@ -387,6 +698,7 @@ def test_sklearn_sets(name: str) -> None:
     assert ds.name == name
     assert ds.x_train.shape == (total - n_test, features) and ds.x_test.shape == (n_test, features)
     assert ds.x_train.dtype == np.float32 and ds.x_test.dtype == np.float32
+    assert ds.image_shape is None
     assert ds.y_train.dtype == np.int64 and ds.y_test.dtype == np.int64
     assert ds.x_train.flags.c_contiguous and ds.x_test.flags.c_contiguous
     assert ds.num_classes == classes and ds.num_features == features
@@ -431,10 +743,10 @@ def test_sklearn_missing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_names() -> None:
-    assert datasets.names() == ["mnist", "fashion-mnist", "breast-cancer", "digits"]
+    assert datasets.names() == ["mnist", "fashion-mnist", "cifar10", "breast-cancer", "digits"]
 
 
-@pytest.mark.parametrize("name", ["cifar10", "", "mnist2", "fashion mnist"])
+@pytest.mark.parametrize("name", ["cifar100", "", "mnist2", "fashion mnist", "cifar 10"])
 def test_unknown_name(name: str) -> None:
     with pytest.raises(DatasetError, match="unknown dataset") as info:
         datasets.load(name)
