@@ -6,8 +6,8 @@ like the numpy reference shows that the format is implementable by a third party
 
 Container (FORMAT.md 1): ``u64 LE header length N`` + ``N bytes of UTF-8 JSON`` + the data buffer, where each tensor is
 ``{"dtype", "shape", "data_offsets": [begin, end]}`` relative to the buffer, plus ``__metadata__`` (string values).
-No JSON object may hold a key twice. Files of version 1.1 record the SHA-256 of the data buffer under ``data_sha256``
-(FORMAT.md 2).
+No JSON object may hold a key twice. Files of version 1.1 and later record the SHA-256 of the data buffer under
+``data_sha256`` (FORMAT.md 2); version 1.2 adds the spatial layer kinds (conv_gates, conv_luts, conv_binary, or_pool).
 """
 
 from __future__ import annotations
@@ -22,7 +22,24 @@ from typing import Any
 
 import numpy as np
 
-from bitlogic.spec import BinaryLayer, BitsEncoder, Encoder, GateLayer, Layer, LutLayer, ThresholdEncoder
+from bitlogic.spec import (
+    BinaryLayer,
+    BitsEncoder,
+    ConvBinaryLayer,
+    ConvGateLayer,
+    ConvLutLayer,
+    Encoder,
+    GateLayer,
+    Layer,
+    LutLayer,
+    OrPoolLayer,
+    ThresholdEncoder,
+)
+
+#: The format version that added each layer kind; a file of an older version may not hold it.
+KIND_VERSIONS = {"gates": "1.0", "luts": "1.0", "binary": "1.0", "conv_gates": "1.2", "conv_luts": "1.2",
+                 "conv_binary": "1.2", "or_pool": "1.2"}
+SPATIAL = (ConvGateLayer, ConvLutLayer, ConvBinaryLayer, OrPoolLayer)
 
 # safetensors dtype name -> little-endian numpy dtype.
 DTYPES: dict[str, np.dtype[Any]] = {
@@ -208,12 +225,13 @@ def network_description(
                "bit_order": encoder.bit_order}
     described: list[dict[str, Any]] = []
     for i, layer in enumerate(layers):
-        if isinstance(layer, GateLayer):
-            described.append({"kind": "gates", "width": layer.width, "sources": [i]})
-        elif isinstance(layer, LutLayer):
-            described.append({"kind": "luts", "width": layer.width, "arity": layer.arity, "sources": [i]})
-        else:
-            described.append({"kind": "binary", "width": layer.width, "sources": [i]})
+        entry: dict[str, Any] = {"kind": layer.kind, "width": layer.width}
+        if isinstance(layer, (LutLayer, ConvLutLayer)):
+            entry["arity"] = layer.arity
+        entry["sources"] = [i]
+        if isinstance(layer, SPATIAL):
+            entry |= spatial_keys(layer)
+        described.append(entry)
     out: dict[str, Any] = {
         "encoder": enc,
         "layers": described,
@@ -222,6 +240,20 @@ def network_description(
     if info is not None:
         out["info"] = dict(info)
     return out
+
+
+def spatial_keys(layer: ConvGateLayer | ConvLutLayer | ConvBinaryLayer | OrPoolLayer) -> dict[str, Any]:
+    """The keys a spatial layer's description has beside ``kind``, ``width``, ``sources`` (and ``arity``)."""
+    keys: dict[str, Any] = {"input_shape": list(layer.input_shape), "kernel_size": list(layer.kernel_size),
+                            "stride": list(layer.stride)}
+    if isinstance(layer, OrPoolLayer):
+        return keys
+    keys |= {"padding": list(layer.padding), "out_channels": layer.out_channels}
+    if isinstance(layer, ConvGateLayer):
+        keys["depth"] = layer.depth
+    elif isinstance(layer, ConvBinaryLayer):
+        keys["pad_value"] = layer.pad_value
+    return keys
 
 
 def network_tensors(encoder: Encoder, layers: Sequence[Layer]) -> dict[str, Tensor]:
@@ -236,9 +268,16 @@ def network_tensors(encoder: Encoder, layers: Sequence[Layer]) -> dict[str, Tens
         elif isinstance(layer, LutLayer):
             tensors[f"layers.{i}.inputs"] = Tensor.of("U32", layer.inputs)
             tensors[f"layers.{i}.tables"] = Tensor.of("U8", pack_rows(layer.tables))
-        else:
+        elif isinstance(layer, ConvGateLayer):
+            tensors[f"layers.{i}.leaves"] = Tensor.of("U32", layer.leaves)
+            tensors[f"layers.{i}.ops"] = Tensor.of("U8", layer.ops)
+        elif isinstance(layer, ConvLutLayer):
+            tensors[f"layers.{i}.leaves"] = Tensor.of("U32", layer.leaves)
+            tensors[f"layers.{i}.tables"] = Tensor.of("U8", pack_rows(layer.tables))
+        elif isinstance(layer, (BinaryLayer, ConvBinaryLayer)):
             tensors[f"layers.{i}.weights"] = Tensor.of("U8", pack_rows(layer.weights))
             tensors[f"layers.{i}.thresholds"] = Tensor.of("I32", layer.thresholds)
+        # or_pool has no tensors.
     return tensors
 
 
@@ -260,9 +299,12 @@ def network_bytes(
     num_classes: int,
     tau: float = 1.0,
     info: Mapping[str, str] | None = None,
-    version: str = "1.1",
+    version: str | None = None,
 ) -> bytes:
-    """A complete, valid network file of ``version`` (1.0 has no digest, 1.1 does)."""
+    """A complete, valid network file of ``version`` (1.0 has no digest, 1.1 and later do); by default 1.2 when a
+    layer is of a spatial kind, 1.1 otherwise."""
+    if version is None:
+        version = "1.2" if any(isinstance(layer, SPATIAL) for layer in layers) else "1.1"
     description = network_description(encoder, layers, num_classes, tau, info)
     tensors = network_tensors(encoder, layers)
     return write(tensors, network_metadata(description, version), with_digest=has_digest(version))
@@ -288,9 +330,80 @@ def is_compact_json(text: str) -> bool:
     return not re.search(r"\s", _STRING.sub('""', text))
 
 
+def _minor(version: str) -> int:
+    return int(version.partition(".")[2])
+
+
+def _window_count(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output positions along one axis: ``floor((size + 2*padding - kernel) / stride) + 1``, which must be >= 1."""
+    assert 1 <= kernel <= size + 2 * padding and stride >= 1 and padding >= 0, (size, kernel, stride, padding)
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _pair(desc: Mapping[str, Any], key: str, minimum: int) -> tuple[int, int]:
+    value = desc[key]
+    assert isinstance(value, list) and len(value) == 2 and all(type(v) is int and v >= minimum for v in value), desc
+    return value[0], value[1]
+
+
+def _read_spatial(
+    i: int, desc: Mapping[str, Any], tensors: Mapping[str, Tensor], width: int
+) -> tuple[Layer, list[str]]:
+    """A spatial layer (format 1.2) and the names of its tensors, every rule of its description checked."""
+    kind = desc["kind"]
+    common = {"kind", "width", "sources", "input_shape", "kernel_size", "stride"}
+    extra = {"conv_gates": {"depth"}, "conv_luts": {"arity"}, "conv_binary": {"pad_value"}, "or_pool": set()}[kind]
+    conv = set() if kind == "or_pool" else {"padding", "out_channels"}
+    assert set(desc) == common | conv | extra, desc
+    shape = desc["input_shape"]
+    assert isinstance(shape, list) and len(shape) == 3 and all(type(v) is int and v >= 1 for v in shape), desc
+    c, h, w = shape
+    assert c * h * w == width, f"layers.{i}: input_shape {shape} holds {c * h * w} bits, the input width is {width}"
+    (kh, kw), (sh, sw) = _pair(desc, "kernel_size", 1), _pair(desc, "stride", 1)
+    (ph, pw) = (0, 0) if kind == "or_pool" else _pair(desc, "padding", 0)
+    out_h, out_w = _window_count(h, kh, sh, ph), _window_count(w, kw, sw, pw)
+    channels = c if kind == "or_pool" else desc["out_channels"]
+    assert type(channels) is int and channels >= 1, desc
+    assert desc["width"] == channels * out_h * out_w, f"layers.{i}: width {desc['width']} for {desc}"
+    geometry: dict[str, Any] = {"input_shape": tuple(shape), "kernel_size": (kh, kw), "stride": (sh, sw)}
+    if kind == "or_pool":
+        return OrPoolLayer(**geometry), []
+    geometry["padding"] = (ph, pw)
+    names = {"conv_gates": ("leaves", "ops"), "conv_luts": ("leaves", "tables"),
+             "conv_binary": ("weights", "thresholds")}[kind]
+    first, second = (tensors[f"layers.{i}.{name}"] for name in names)
+    layer: Layer
+    if kind in ("conv_gates", "conv_luts"):
+        count = 1 << desc["depth"] if kind == "conv_gates" else desc["arity"]
+        assert 1 <= desc.get("depth", desc.get("arity")) <= 8, desc
+        assert (first.dtype, first.shape) == ("U32", (channels, count, 3)), first
+        leaves = first.array()
+        for axis, limit in enumerate((c, kh, kw)):
+            assert int(leaves[..., axis].max(initial=0)) < limit, f"layers.{i}.leaves: axis {axis} not below {limit}"
+        if kind == "conv_gates":
+            assert (second.dtype, second.shape) == ("U8", (channels, count - 1)), second
+            assert int(second.array().max(initial=0)) <= 15
+            layer = ConvGateLayer(leaves=leaves.copy(), ops=second.array().copy(), **geometry)
+        else:
+            assert (second.dtype, second.shape) == ("U8", (channels, -(-(1 << count) // 8))), second
+            bits, clean = unpack_rows(second.array(), 1 << count)
+            assert clean, f"layers.{i}.tables: nonzero padding bits"
+            layer = ConvLutLayer(leaves=leaves.copy(), tables=bits, **geometry)
+    else:
+        n = c * kh * kw
+        assert (first.dtype, first.shape) == ("U8", (channels, -(-n // 8))), first
+        assert (second.dtype, second.shape) == ("I32", (channels,)), second
+        assert desc["pad_value"] in (0, 1) and type(desc["pad_value"]) is int, desc
+        bits, clean = unpack_rows(first.array(), n)
+        assert clean, f"layers.{i}.weights: nonzero padding bits"
+        layer = ConvBinaryLayer(weights=bits, thresholds=second.array().copy(), pad_value=desc["pad_value"],
+                                **geometry)
+    return layer, [f"layers.{i}.{name}" for name in names]
+
+
 def read_network(data: bytes) -> DecodedNetwork:
-    """Decodes a network file of version 1.0 or 1.1 back into spec objects, checking what section 4 lists and, for
-    1.1, the digest of the data.
+    """Decodes a network file of version 1.0, 1.1 or 1.2 back into spec objects, checking what section 4 lists and,
+    from 1.1 on, the digest of the data.
 
     Used to check files that bitlogic writes; raises ``ValueError`` (or ``AssertionError``) on anything off-spec.
     """
@@ -298,12 +411,12 @@ def read_network(data: bytes) -> DecodedNetwork:
     if metadata is None or metadata.get("format") != "bitlogic" or "format_version" not in metadata:
         raise ValueError(f"not a bitlogic network file: metadata {metadata!r}")
     version = metadata["format_version"]
-    if version not in ("1.0", "1.1"):
+    if version not in ("1.0", "1.1", "1.2"):
         raise ValueError(f"format version {version!r}")
-    keys = {"format", "format_version", "network"} | ({DIGEST_KEY} if version == "1.1" else set())
+    keys = {"format", "format_version", "network"} | ({DIGEST_KEY} if has_digest(version) else set())
     if set(metadata) != keys:
         raise ValueError(f"metadata keys of a {version} file: {sorted(metadata)}")
-    if version == "1.1" and metadata[DIGEST_KEY] != digest(split(data)[1]):
+    if has_digest(version) and metadata[DIGEST_KEY] != digest(split(data)[1]):
         raise ValueError(f"{DIGEST_KEY} {metadata[DIGEST_KEY]} is not the digest of the data")
     description = loads_unique(metadata["network"])
     assert set(description) <= {"encoder", "layers", "head", "info"}, description.keys()
@@ -327,7 +440,13 @@ def read_network(data: bytes) -> DecodedNetwork:
     for i, desc in enumerate(description["layers"]):
         assert desc["sources"] == [i], desc
         kind, w = desc["kind"], desc["width"]
-        if kind == "gates":
+        if kind in KIND_VERSIONS and _minor(version) < _minor(KIND_VERSIONS[kind]):
+            raise ValueError(f"layers.{i}: the kind {kind!r} needs format {KIND_VERSIONS[kind]}, the file is {version}")
+        if kind in ("conv_gates", "conv_luts", "conv_binary", "or_pool"):
+            spatial, names = _read_spatial(i, desc, tensors, width)
+            layers.append(spatial)
+            expected += names
+        elif kind == "gates":
             assert set(desc) == {"kind", "width", "sources"}, desc
             inputs, ops = tensors[f"layers.{i}.inputs"], tensors[f"layers.{i}.ops"]
             assert (inputs.dtype, inputs.shape, ops.dtype, ops.shape) == ("U32", (w, 2), "U8", (w,))
