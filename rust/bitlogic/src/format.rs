@@ -6,8 +6,8 @@
 //! compared with the tensor *before* anything is allocated, and the network constructors check every value.
 //!
 //! This module is the container: header ([`header`]), metadata, version and digest ([`metadata`]), the description,
-//! and the assembled bytes ([`write`]). Each layer kind reads and writes its own tensors
-//! (`model/layers/gates.rs`, `model/layers/luts.rs`, `model/layers/binary.rs`) through the helpers of `tensors`.
+//! and the assembled bytes ([`write`]). Each layer kind reads and writes its own tensors and the description keys
+//! only it takes (`model/layers/*.rs`) through the helpers of `tensors`.
 
 mod header;
 mod metadata;
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{BitOrder, Encoder, Layer, Network, ThresholdEncoder};
-use crate::tensors::{check_keys, le_values, LayerEntry, TensorBuffers, Tensors};
+use crate::tensors::{check_keys, le_values, LayerEntry, LayerKeys, TensorBuffers, Tensors};
 
 pub use metadata::{FORMAT_NAME, FORMAT_VERSION};
 
@@ -68,7 +68,55 @@ struct LayerDesc {
     width: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     arity: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    depth: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    out_channels: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_shape: Option<[u32; 3]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kernel_size: Option<[u32; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stride: Option<[u32; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    padding: Option<[u32; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pad_value: Option<u32>,
     sources: Vec<u32>,
+}
+
+impl LayerDesc {
+    /// The description of a layer of kind `kind` and `width` with `keys`, reading group `source`.
+    fn new(kind: &str, width: usize, keys: LayerKeys, source: usize) -> Self {
+        let LayerKeys { arity, depth, input_shape, kernel_size, stride, padding, out_channels, pad_value } = keys;
+        LayerDesc {
+            kind: kind.into(),
+            width: width as u32,
+            arity,
+            depth,
+            out_channels,
+            input_shape,
+            kernel_size,
+            stride,
+            padding,
+            pad_value,
+            sources: vec![source as u32],
+        }
+    }
+
+    /// The keys only some kinds take.
+    fn keys(&self) -> LayerKeys {
+        LayerKeys {
+            arity: self.arity,
+            depth: self.depth,
+            input_shape: self.input_shape,
+            kernel_size: self.kernel_size,
+            stride: self.stride,
+            padding: self.padding,
+            out_channels: self.out_channels,
+            pad_value: self.pad_value,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -151,8 +199,8 @@ impl Network {
         };
         let layers = (self.layers().iter().enumerate())
             .map(|(i, layer)| {
-                let arity = layer.write(i, &mut buffers);
-                LayerDesc { kind: layer.kind().into(), width: layer.width() as u32, arity, sources: vec![i as u32] }
+                let keys = layer.write(i, &mut buffers);
+                LayerDesc::new(layer.kind(), layer.width(), keys, i)
             })
             .collect();
         let description = Description {
@@ -243,7 +291,7 @@ fn build(description: Description, tensors: &mut Tensors<'_>) -> Result<Network>
                 desc.sources
             )));
         }
-        let entry = LayerEntry { index: i, width: desc.width as usize, arity: desc.arity, input_width };
+        let entry = LayerEntry { index: i, width: desc.width as usize, keys: desc.keys(), input_width };
         let Some(layer) = Layer::read(&desc.kind, &entry, tensors) else {
             return Err(Error::Format(format!(
                 "network description: `layers[{i}].kind` is {:?}, expected {} (this reader implements format \

@@ -42,14 +42,52 @@ impl TensorBuffers {
     }
 }
 
+/// The keys of a layer description that only some kinds take (FORMAT.md section 3): what a kind's writer returns
+/// and what its reader finds. `None` is an absent key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LayerKeys {
+    /// `luts`, `conv_luts`: inputs per table.
+    pub(crate) arity: Option<u32>,
+    /// `conv_gates`: levels of each tree.
+    pub(crate) depth: Option<u32>,
+    /// Spatial kinds: `[C, H, W]` of the input.
+    pub(crate) input_shape: Option<[u32; 3]>,
+    /// Spatial kinds: `[kh, kw]`.
+    pub(crate) kernel_size: Option<[u32; 2]>,
+    /// Spatial kinds: `[sh, sw]`.
+    pub(crate) stride: Option<[u32; 2]>,
+    /// Convolutions: `[ph, pw]`.
+    pub(crate) padding: Option<[u32; 2]>,
+    /// Convolutions: the number of output channels.
+    pub(crate) out_channels: Option<u32>,
+    /// `conv_binary`: the value (0 or 1) a padded input adds to the dot product.
+    pub(crate) pad_value: Option<u32>,
+}
+
+impl LayerKeys {
+    /// The keys by name, each with whether it is present.
+    fn presence(&self) -> [(&'static str, bool); 8] {
+        [
+            ("arity", self.arity.is_some()),
+            ("depth", self.depth.is_some()),
+            ("input_shape", self.input_shape.is_some()),
+            ("kernel_size", self.kernel_size.is_some()),
+            ("stride", self.stride.is_some()),
+            ("padding", self.padding.is_some()),
+            ("out_channels", self.out_channels.is_some()),
+            ("pad_value", self.pad_value.is_some()),
+        ]
+    }
+}
+
 /// What the description says of layer `index`, as its kind's reader needs it.
 pub(crate) struct LayerEntry {
     /// Position of the layer.
     pub(crate) index: usize,
     /// `width` of the description.
     pub(crate) width: usize,
-    /// `arity` of the description, when present.
-    pub(crate) arity: Option<u32>,
+    /// The keys only some kinds take.
+    pub(crate) keys: LayerKeys,
     /// Width of the layer's input (the layer before it, or the encoder).
     pub(crate) input_width: usize,
 }
@@ -60,10 +98,14 @@ impl LayerEntry {
         tensor_name(self.index, suffix)
     }
 
-    /// Checks that `arity` is present exactly when the kind takes it.
-    pub(crate) fn check_arity_key(&self, kind: &str, takes_arity: bool) -> Result<()> {
-        let required: &[&str] = if takes_arity { &["arity"] } else { &[] };
-        check_keys(&format!("`layers[{}]`", self.index), kind, &[("arity", self.arity.is_some())], required)
+    /// Checks that exactly the optional keys in `required` are present, for a layer of kind `kind`.
+    pub(crate) fn check_keys_of(&self, kind: &str, required: &[&str]) -> Result<()> {
+        check_keys(&format!("`layers[{}]`", self.index), kind, &self.keys.presence(), required)
+    }
+
+    /// A format error naming key `key` of this layer: `value`, and what was `expected`.
+    pub(crate) fn bad_key(&self, key: &str, value: impl std::fmt::Debug, expected: &str) -> Error {
+        Error::Format(format!("network description: `layers[{}].{key}` is {value:?}, expected {expected}", self.index))
     }
 }
 
@@ -86,6 +128,17 @@ pub(crate) fn check_keys(what: &str, kind: &str, present: &[(&str, bool)], requi
         }
     }
     Ok(())
+}
+
+/// The first row of `words` (rows of `ceil(row_len / 64)` words) with a bit set at or beyond bit `row_len`: padding
+/// bits of packed rows read from a file must be 0.
+pub(crate) fn row_with_padding_bits(words: &[u64], row_len: usize) -> Option<usize> {
+    if row_len.is_multiple_of(64) {
+        return None;
+    }
+    let per_row = row_len.div_ceil(64);
+    let unused = !0u64 << (row_len % 64);
+    words.chunks_exact(per_row).position(|row| row[per_row - 1] & unused != 0)
 }
 
 /// Little-endian values of `N` bytes each.

@@ -9,9 +9,9 @@ use crate::error::{Error, Result};
 
 /// Value of the `format` metadata key.
 pub const FORMAT_NAME: &str = "bitlogic";
-/// The format version this crate writes; it reads every 1.x (1.0 without a digest of the data, 1.1 and later with
-/// one).
-pub const FORMAT_VERSION: &str = "1.1";
+/// The format version this crate writes (1.2 added the spatial layer kinds); it reads every 1.x (1.0 without a
+/// digest of the data, 1.1 and later with one).
+pub const FORMAT_VERSION: &str = "1.2";
 /// The only major version this reader implements.
 const MAJOR_VERSION: u32 = 1;
 /// The first minor version whose files carry [`DIGEST_KEY`].
@@ -122,6 +122,7 @@ mod tests {
     fn versions_parse_strictly() {
         assert_eq!(minor_version("1.0").unwrap(), 0);
         assert_eq!(minor_version("1.1").unwrap(), 1);
+        assert_eq!(minor_version("1.2").unwrap(), 2);
         assert_eq!(minor_version("1.4294967295").unwrap(), u32::MAX);
         for bad in ["1", "1.", ".0", "1.0.0", "a.b", "+1.0", "1.-1", " 1.0", "1.0 ", "01.0", "1.01", "1.00", "١.٠"] {
             assert!(matches!(minor_version(bad), Err(Error::Format(m)) if m.contains("format_version")), "{bad}");

@@ -107,7 +107,7 @@ impl BinaryLayer {
 
     /// Reads the layer's tensors; the number of inputs is the width of the layer's input.
     pub(crate) fn read(entry: &LayerEntry, tensors: &mut Tensors<'_>) -> Result<Self> {
-        entry.check_arity_key(Self::KIND, false)?;
+        entry.check_keys_of(Self::KIND, &[])?;
         let (width, input_width) = (entry.width, entry.input_width);
         let row_bytes = input_width.div_ceil(8);
         let packed = tensors.get(&entry.tensor("weights"), Dtype::U8, &[width, row_bytes])?;

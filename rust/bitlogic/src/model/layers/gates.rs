@@ -6,7 +6,7 @@
 use safetensors::tensor::Dtype;
 
 use crate::error::{Error, Result};
-use crate::ir::{from_fn, Graph, Node, Signal};
+use crate::ir::{from_fn, Graph, Node, Signal, Table};
 use crate::model::stats::Stats;
 use crate::ops::{self, NUM_OPS};
 use crate::tensors::{le_values, LayerEntry, TensorBuffers, Tensors};
@@ -59,7 +59,7 @@ impl GateLayer {
 
     /// Reads the layer's tensors.
     pub(crate) fn read(entry: &LayerEntry, tensors: &mut Tensors<'_>) -> Result<Self> {
-        entry.check_arity_key(Self::KIND, false)?;
+        entry.check_keys_of(Self::KIND, &[])?;
         let width = entry.width;
         let wires = le_values(tensors.get(&entry.tensor("inputs"), Dtype::U32, &[width, 2])?, u32::from_le_bytes);
         let ops = tensors.get(&entry.tensor("ops"), Dtype::U8, &[width])?.to_vec();
@@ -86,10 +86,7 @@ impl GateLayer {
         self.inputs
             .iter()
             .zip(&self.ops)
-            .map(|(&[a, b], &op)| {
-                let table = from_fn(2, |addr| ops::apply(op, addr & 1 == 1, addr & 2 == 2));
-                graph.push(Node::func(&[wire(a), wire(b)], table))
-            })
+            .map(|(&[a, b], &op)| graph.push(Node::func(&[wire(a), wire(b)], gate_table(op))))
             .collect()
     }
 
@@ -103,4 +100,9 @@ impl GateLayer {
     pub(crate) fn node_bound(&self) -> usize {
         self.width()
     }
+}
+
+/// Op code `op` as the truth table of a two-input function node (input 0 is `A`).
+pub(crate) fn gate_table(op: u8) -> Table {
+    from_fn(2, |addr| ops::apply(op, addr & 1 == 1, addr & 2 == 2))
 }

@@ -108,9 +108,9 @@ impl LutLayer {
 
     /// Reads the layer's tensors; the description must give the arity.
     pub(crate) fn read(entry: &LayerEntry, tensors: &mut Tensors<'_>) -> Result<Self> {
-        entry.check_arity_key(Self::KIND, true)?;
+        entry.check_keys_of(Self::KIND, &["arity"])?;
         let (i, width) = (entry.index, entry.width);
-        let arity = entry.arity.unwrap_or(0) as usize;
+        let arity = entry.keys.arity.unwrap_or(0) as usize;
         if !(1..=MAX_ARITY).contains(&arity) {
             return Err(Error::Format(format!(
                 "network description: `layers[{i}].arity` is {arity}, expected 1..={MAX_ARITY}"
@@ -148,10 +148,8 @@ impl LutLayer {
             .chunks_exact(n)
             .zip(self.tables.chunks_exact(words))
             .map(|(ins, packed)| {
-                let mut table = [0u64; 4];
-                table[..words].copy_from_slice(packed);
                 let ins: Vec<Signal> = ins.iter().map(|&w| wire(w)).collect();
-                graph.push(Node::func(&ins, table))
+                graph.push(table_node(&ins, packed))
             })
             .collect()
     }
@@ -162,13 +160,25 @@ impl LutLayer {
         stats.bytes += self.width() * (4 * self.arity + (1usize << self.arity).div_ceil(8));
     }
 
-    /// Compiler nodes before optimization: a table of more than three inputs becomes at most `2^(arity - 2) - 1`
-    /// nodes (three-input leaves under a multiplexer tree).
+    /// Compiler nodes before optimization: [`nodes_per_table`] each.
     pub(crate) fn node_bound(&self) -> usize {
-        if self.arity > 3 {
-            self.width().saturating_mul((1 << (self.arity - 2)) - 1)
-        } else {
-            self.width()
-        }
+        self.width().saturating_mul(nodes_per_table(self.arity))
+    }
+}
+
+/// The function node of a table of `ins.len()` inputs whose packed entries are `packed` (one or more words).
+pub(crate) fn table_node(ins: &[Signal], packed: &[u64]) -> Node {
+    let mut table = [0u64; 4];
+    table[..packed.len()].copy_from_slice(packed);
+    Node::func(ins, table)
+}
+
+/// Compiler nodes of one table before optimization: a table of more than three inputs becomes at most
+/// `2^(arity - 2) - 1` nodes (three-input leaves under a multiplexer tree).
+pub(crate) fn nodes_per_table(arity: usize) -> usize {
+    if arity > 3 {
+        (1 << (arity - 2)) - 1
+    } else {
+        1
     }
 }
