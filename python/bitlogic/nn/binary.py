@@ -19,7 +19,7 @@ for when they are used), with the same outputs and gradients as the torch operat
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -95,33 +95,46 @@ class Sign(nn.Module):
 def binary_thresholds(
     layer: BinaryLinear, norm: nn.BatchNorm1d | None, sign: Sign
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Folds ``layer -> norm -> sign`` into XNOR-popcount weight bits ``[O, I]`` and integer thresholds ``[O]``.
-
-    Rather than solving ``gamma * (2m - I - mean) / sqrt(var + eps) + beta >= 0`` for ``m`` in real numbers (float
-    rounding can move the answer by one), the eval() modules themselves run on every possible match count
-    ``m = 0..I``; the output is monotone in ``m``, rising (threshold = first 1) or, when the batch-norm scale is
-    negative, falling, which flipping the weight bits turns into a rising one.
-    """
+    """Folds ``layer -> norm -> sign`` into XNOR-popcount weight bits ``[O, I]`` and integer thresholds ``[O]`` on
+    the match count ``m`` (the dot product is ``2m - I``; see :func:`sign_thresholds`)."""
     count = layer.in_features
-    matches = torch.arange(count + 1, dtype=torch.float32)
-    dot = (2 * matches - count).unsqueeze(1).expand(count + 1, layer.out_features).contiguous()
-    with torch.no_grad():
-        param = next(layer.parameters())
-        dot = dot.to(param.device, param.dtype)
-        out = norm(dot) if norm is not None else dot
-        bits = (sign(out) > 0.5).cpu()  # [I+1, O]
-    rising = (bits[1:] >= bits[:-1]).all(dim=0)
-    falling = (bits[1:] <= bits[:-1]).all(dim=0)
-    if not bool((rising | falling).all()):
-        bad = int((~(rising | falling)).nonzero()[0])
-        raise ExportError(f"output {bad}: its bit is not monotone in the match count (NaN in the batch norm?)")
-    any_one = bits.any(dim=0)
-    first_one = torch.where(any_one, bits.to(torch.int64).argmax(dim=0), count + 1)
-    last_one = count - bits.flip(0).to(torch.int64).argmax(dim=0)
-    flip = falling & ~rising  # strictly falling: count mismatches instead
-    thresholds = torch.where(flip, count - last_one, first_one)
+    dots = 2 * torch.arange(count + 1) - count  # the dot product of every match count m = 0..I
+    flip, thresholds = sign_thresholds(dots, layer.out_features, norm, sign, next(layer.parameters()), "match count")
     weights = layer.weight_bits().cpu() ^ flip.unsqueeze(1)
     return weights.numpy().astype(np.uint8), thresholds.numpy().astype(np.int32)
 
 
-__all__ = ["BinaryLinear", "QUANTIZERS", "Quantizer", "Sign", "binary_thresholds", "quantized_sign"]
+def sign_thresholds(
+    dots: Tensor, outputs: int, norm: Callable[[Tensor], Tensor] | None, sign: Sign, like: Tensor, what: str
+) -> tuple[Tensor, Tensor]:
+    """Where the bits of ``sign(norm(dot))`` switch on, for every output: ``(flip, thresholds)``, bool and int64
+    ``[outputs]``.
+
+    ``dots`` are the ``K + 1`` values the dot product of an output can take, equally spaced and increasing; step ``u``
+    of the grid is ``dots[u]``. Rather than solving ``gamma * (dot - mean) / sqrt(var + eps) + beta >= 0`` in real
+    numbers (float rounding can move the answer by one), the eval() modules themselves run on every value (as
+    ``[K + 1, outputs]``, in ``like``'s dtype and device; ``norm`` takes that shape). The bit is monotone in the dot,
+    rising (threshold: the first step that gives 1, ``K + 1`` for none) or, when the batch-norm scale is negative,
+    falling: then ``flip`` is set, and flipping the weights (which negates the dot: step ``u`` becomes ``K - u``)
+    turns it into a rising one whose threshold is returned. Raises ``ExportError`` for an output whose bit is not
+    monotone in the ``what`` (a NaN in the batch norm).
+    """
+    steps = dots.shape[0] - 1
+    grid = dots.to(torch.float32).unsqueeze(1).expand(steps + 1, outputs).contiguous()
+    with torch.no_grad():
+        grid = grid.to(like.device, like.dtype)
+        out = norm(grid) if norm is not None else grid
+        bits = (sign(out) > 0.5).cpu()  # [K+1, O]
+    rising = (bits[1:] >= bits[:-1]).all(dim=0)
+    falling = (bits[1:] <= bits[:-1]).all(dim=0)
+    if not bool((rising | falling).all()):
+        bad = int((~(rising | falling)).nonzero()[0])
+        raise ExportError(f"output {bad}: its bit is not monotone in the {what} (NaN in the batch norm?)")
+    any_one = bits.any(dim=0)
+    first_one = torch.where(any_one, bits.to(torch.int64).argmax(dim=0), steps + 1)
+    last_one = steps - bits.flip(0).to(torch.int64).argmax(dim=0)
+    flip = falling & ~rising  # strictly falling: count from the other end
+    return flip, torch.where(flip, steps - last_one, first_one)
+
+
+__all__ = ["BinaryLinear", "QUANTIZERS", "Quantizer", "Sign", "binary_thresholds", "quantized_sign", "sign_thresholds"]

@@ -84,6 +84,59 @@ def unique_connections(in_dim: int, out_dim: int, generator: torch.Generator | N
     return torch.stack([p[i], p[(i + r + 1) % in_dim]])
 
 
+def check_gate_options(owner: str, init: str, parametrization: str, estimator: str, tau_gumbel: float) -> None:
+    """Refuses an ``init``, ``parametrization``, ``estimator`` or ``tau_gumbel`` a gate layer does not take, naming
+    ``owner`` and the argument."""
+    if init not in ("random", "residual"):
+        raise ValueError(f"{owner}: init must be 'random' or 'residual', got {init!r}")
+    if parametrization not in ("softmax16", "inputwise"):
+        raise ValueError(f"{owner}: parametrization must be 'softmax16' or 'inputwise', got {parametrization!r}")
+    check_estimator(estimator, owner)
+    if not tau_gumbel > 0:
+        raise ValueError(f"{owner}: tau_gumbel must be positive, got {tau_gumbel}")
+
+
+def initial_gate_logits(shape: tuple[int, ...], parametrization: str, init: str, owner: str) -> Tensor:
+    """The starting parameters of gates of ``shape``: ``[*shape, 16]`` logits (softmax16) or ``[*shape, 4]`` corner
+    logits (inputwise), normal (``init="random"``) or near the pass-through gate ``A`` (``"residual"``)."""
+    if parametrization == "softmax16":
+        logits = torch.randn(*shape, NUM_OPS)  # drawn for both inits, so that the layers after draw what they did
+        if init == "residual":
+            # exp(5) / (exp(5) + 15) ~ 0.9 of the mass on A: a near-identity start that still has gradient.
+            logits = torch.zeros(*shape, NUM_OPS)
+            logits[..., PASS_A] = 5.0
+        return logits
+    if parametrization == "inputwise":
+        if init == "residual":
+            corners = torch.tensor(op_truth_table(PASS_A), dtype=torch.float32).expand(*shape, 4)
+            return ((corners * 2 - 1) * 3.0).contiguous()  # sigmoid(+-3) = 0.95 / 0.05
+        return torch.randn(*shape, 4)
+    raise ValueError(f"{owner}: parametrization must be 'softmax16' or 'inputwise', got {parametrization!r}")
+
+
+def gate_ops(weight: Tensor, parametrization: str) -> Tensor:
+    """int64 ``weight.shape[:-1]``: the boolean gate (difflogic op code) each gate's parameters choose in
+    ``eval()``: the argmax of the 16 logits, or the op whose corners are the rounded ``sigmoid(w)``."""
+    with torch.no_grad():
+        if parametrization == "softmax16":
+            return weight.argmax(dim=-1)
+        bits = (weight > 0).to(torch.int64)  # sigmoid(w) > 0.5
+        return (bits[..., 0] << 3) | (bits[..., 1] << 2) | (bits[..., 2] << 1) | bits[..., 3]
+
+
+def gate_coefficients(
+    weight: Tensor, parametrization: str, estimator: str, tau_gumbel: float, training: bool
+) -> Tensor:
+    """``[*weight.shape[:-1], 4]`` coefficients ``(c0, c1, c2, c3)`` of the gates: the relaxed mixture the
+    ``estimator`` gives while ``training``, the chosen boolean gates' (:func:`gate_ops`) otherwise."""
+    matrix = GATE_COEFFICIENTS.to(weight.device, weight.dtype)
+    if not training:
+        return matrix[gate_ops(weight, parametrization)]
+    if parametrization == "softmax16":
+        return choice_weights(weight, estimator, tau_gumbel) @ matrix
+    return corner_coefficients(corner_weights(weight, estimator, tau_gumbel))
+
+
 class LogicLayer(nn.Module):
     """``out_dim`` differentiable two-input logic gates over ``in_dim`` inputs.
 
@@ -138,11 +191,7 @@ class LogicLayer(nn.Module):
         pool = DEFAULT_CANDIDATES if candidates is None else candidates
         if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
             raise ValueError(f"LogicLayer: candidates must be a positive integer, got {candidates!r}")
-        if init not in ("random", "residual"):
-            raise ValueError(f"LogicLayer: init must be 'random' or 'residual', got {init!r}")
-        check_estimator(estimator, "LogicLayer")
-        if not tau_gumbel > 0:
-            raise ValueError(f"LogicLayer: tau_gumbel must be positive, got {tau_gumbel}")
+        check_gate_options("LogicLayer", init, parametrization, estimator, tau_gumbel)
         self.in_dim, self.out_dim = in_dim, out_dim
         self.grad_factor = float(grad_factor)
         self.parametrization: Parametrization = parametrization
@@ -160,24 +209,7 @@ class LogicLayer(nn.Module):
             draw = random_connections if connections == "random" else unique_connections
             wires = draw(in_dim, out_dim)
             self.register_buffer("inputs", wires.to(torch.int64))
-        if parametrization == "softmax16":
-            logits = torch.randn(out_dim, NUM_OPS)
-            if init == "residual":
-                # exp(5) / (exp(5) + 15) ~ 0.9 of the mass on A: a near-identity start that still has gradient.
-                logits = torch.zeros(out_dim, NUM_OPS)
-                logits[:, PASS_A] = 5.0
-            self.weight = nn.Parameter(logits)
-        elif parametrization == "inputwise":
-            if init == "residual":
-                corners = torch.tensor([op_truth_table(PASS_A)], dtype=torch.float32).expand(out_dim, 4)
-                logits = (corners * 2 - 1) * 3.0  # sigmoid(+-3) = 0.95 / 0.05
-            else:
-                logits = torch.randn(out_dim, 4)
-            self.weight = nn.Parameter(logits.clone())
-        else:
-            raise ValueError(
-                f"LogicLayer: parametrization must be 'softmax16' or 'inputwise', got {parametrization!r}"
-            )
+        self.weight = nn.Parameter(initial_gate_logits((out_dim,), parametrization, init, "LogicLayer"))
 
     @property
     def inputs(self) -> Tensor:
@@ -194,20 +226,11 @@ class LogicLayer(nn.Module):
 
     def ops(self) -> Tensor:
         """The boolean gate each position becomes in ``eval()``: op codes int64 ``[out_dim]`` (difflogic order)."""
-        with torch.no_grad():
-            if self.parametrization == "softmax16":
-                return self.weight.argmax(dim=1)
-            bits = (self.weight > 0).to(torch.int64)  # sigmoid(w) > 0.5
-            return (bits[:, 0] << 3) | (bits[:, 1] << 2) | (bits[:, 2] << 1) | bits[:, 3]
+        return gate_ops(self.weight, self.parametrization)
 
     def coefficients(self) -> Tensor:
         """``[out_dim, 4]`` coefficients of the relaxed gates (training) or the chosen boolean gates (eval)."""
-        matrix = GATE_COEFFICIENTS.to(self.weight.device, self.weight.dtype)
-        if not self.training:
-            return matrix[self.ops()]
-        if self.parametrization == "softmax16":
-            return choice_weights(self.weight, self.estimator, self.tau_gumbel) @ matrix
-        return corner_coefficients(corner_weights(self.weight, self.estimator, self.tau_gumbel))
+        return gate_coefficients(self.weight, self.parametrization, self.estimator, self.tau_gumbel, self.training)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_dim:
@@ -248,4 +271,5 @@ def num_gates(model: nn.Module) -> int:
 
 
 __all__ = ["DEFAULT_CANDIDATES", "GATE_COEFFICIENTS", "NUM_OPS", "PASS_A", "LogicLayer", "candidate_connections",
-           "corner_coefficients", "num_gates", "op_truth_table", "random_connections", "unique_connections"]
+           "check_gate_options", "corner_coefficients", "gate_coefficients", "gate_ops", "initial_gate_logits",
+           "num_gates", "op_truth_table", "random_connections", "unique_connections"]

@@ -38,6 +38,36 @@ from bitlogic.spec import LutLayer
 Mapping = Literal["random", "learnable", "arange"]
 
 
+def check_table_options(owner: str, n: int, estimator: str, ste: bool, temperature: float) -> None:
+    """Refuses an arity, ``estimator``, ``ste`` or ``temperature`` a table layer does not take, naming ``owner``."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_ARITY:
+        raise ValueError(f"{owner}: n must be in 1..{MAX_ARITY}, got {n!r}")
+    check_estimator(estimator, owner)
+    if estimator != "hard" and not ste:
+        raise ValueError(f"{owner}: ste=False is a variant of the 'hard' estimator, not of {estimator!r}")
+    if not temperature > 0:
+        raise ValueError(f"{owner}: temperature must be positive, got {temperature}")
+
+
+def efd_weights(n: int, alpha: float | None, beta: float | None) -> tuple[float, float]:
+    """The EFD weights ``(alpha, beta)``, by default ``alpha = 0.5 * 0.75**(n-1)`` and ``beta = 1/3`` (the total
+    weight of the terms of one input is then 0.5 for every n)."""
+    return (0.5 * 0.75 ** (n - 1) if alpha is None else float(alpha)), (1.0 / 3.0 if beta is None else float(beta))
+
+
+def table_outputs(
+    selected: Tensor, tables: Tensor, efd: Tensor, estimator: str, temperature: float, ste: bool
+) -> Tensor:
+    """``[B, L]`` outputs of the tables ``[L, 2**n]`` at their ``[B, L*n]`` selected inputs, by ``estimator`` (a
+    layer passes ``"hard"`` in ``eval()``): the boolean lookup with straight-through entries and EFD input gradients
+    (``ste=False``: the soft bit of the entry), or the relaxed ``"soft"`` / ``"gumbel"`` tables."""
+    if estimator == "soft":
+        return soft_lookup(selected, tables, temperature)
+    if estimator == "gumbel":
+        return gumbel_lookup(selected, tables, temperature)
+    return lookup(selected, tables, efd, ste)
+
+
 class LUTLayer(nn.Module):
     """``out_dim`` lookup tables of ``n`` inputs each over ``in_dim`` input bits.
 
@@ -99,24 +129,17 @@ class LUTLayer(nn.Module):
         super().__init__()
         if in_dim < 1 or out_dim < 1:
             raise ValueError(f"LUTLayer: in_dim and out_dim must be positive, got {in_dim} and {out_dim}")
-        if not 1 <= n <= MAX_ARITY:
-            raise ValueError(f"LUTLayer: n must be in 1..{MAX_ARITY}, got {n}")
-        check_estimator(estimator, "LUTLayer")
-        if estimator != "hard" and not ste:
-            raise ValueError(f"LUTLayer: ste=False is a variant of the 'hard' estimator, not of {estimator!r}")
+        check_table_options("LUTLayer", n, estimator, ste, temperature)
         if candidates is not None and mapping != "learnable":
             raise ValueError(f"LUTLayer: candidates needs mapping='learnable', got mapping={mapping!r}")
         if candidates is not None and not 1 <= candidates <= in_dim:
             raise ValueError(f"LUTLayer: candidates must be in 1..in_dim={in_dim}, got {candidates}")
-        if not temperature > 0:
-            raise ValueError(f"LUTLayer: temperature must be positive, got {temperature}")
         self.in_dim, self.out_dim, self.n = in_dim, out_dim, n
         self.estimator: Estimator = estimator
         self.temperature = float(temperature)
         self.mapping: Mapping = mapping
         self.num_candidates = candidates
-        self.alpha = 0.5 * 0.75 ** (n - 1) if alpha is None else float(alpha)
-        self.beta = 1.0 / 3.0 if beta is None else float(beta)
+        self.alpha, self.beta = efd_weights(n, alpha, beta)
         self.ste, self.clamp_luts, self.lm_tau = bool(ste), bool(clamp_luts), float(lm_tau)
         count = out_dim * n
         if mapping == "random":
@@ -166,7 +189,7 @@ class LUTLayer(nn.Module):
                 selected = learnable_select(x, self.mapping_weight, self.lm_tau)
         else:
             selected = x[:, self.wires().reshape(-1)]
-        return lookup(selected, self.tables, self.efd, self.ste or not self.training)
+        return table_outputs(selected, self.tables, self.efd, "hard", self.temperature, self.ste or not self.training)
 
     def _relaxed(self, x: Tensor) -> Tensor:
         """The training forward of the ``"soft"`` and ``"gumbel"`` estimators."""
@@ -175,9 +198,7 @@ class LUTLayer(nn.Module):
             selected = relaxed_select(x, self.mapping_weight, self.lm_tau, self.estimator, pool)
         else:
             selected = torch.index_select(x, 1, self.inputs.reshape(-1))
-        if self.estimator == "soft":
-            return soft_lookup(selected, self.tables, self.temperature)
-        return gumbel_lookup(selected, self.tables, self.temperature)
+        return table_outputs(selected, self.tables, self.efd, self.estimator, self.temperature, self.ste)
 
     def export_part(self, following: Sequence[nn.Module]) -> LayerPart:
         """The table layer of the network file: the wires and the boolean tables of ``eval()``."""
@@ -195,4 +216,5 @@ def num_luts(model: nn.Module) -> int:
     return sum(m.out_dim for m in model.modules() if isinstance(m, LUTLayer))
 
 
-__all__ = ["ESTIMATORS", "MAX_ARITY", "Estimator", "LUTLayer", "efd_gradients", "efd_matrix", "num_luts"]
+__all__ = ["ESTIMATORS", "MAX_ARITY", "Estimator", "LUTLayer", "check_table_options", "efd_gradients", "efd_matrix",
+           "efd_weights", "num_luts", "table_outputs"]
