@@ -75,7 +75,7 @@ def throughput(net: bitlogic.Network, x: np.ndarray) -> float:
 def run_preset(name: str, data: datasets.Dataset, epochs: int | None, seed: int, save: Path | None) -> Row:
     preset = presets.get(name)
     torch.manual_seed(seed)
-    model = preset.build(data.x_train, data.num_classes)
+    model = preset.build(data.x_train, data.num_classes, data.image_shape)
     n_epochs = epochs or preset.epochs
     step_size = preset.step_size if epochs is None else None
     history = save / f"{name}.history.csv" if save is not None else None

@@ -40,7 +40,7 @@ def main() -> None:
     for name in args.names:
         preset = presets.get(name)
         torch.manual_seed(args.seed)
-        model = preset.build(data.x_train, data.num_classes)
+        model = preset.build(data.x_train, data.num_classes, data.image_shape)
         epochs = args.epochs or preset.epochs
         result = train(model, data, epochs=epochs, batch_size=preset.batch_size, lr=preset.lr, seed=args.seed,
                        progress=False)

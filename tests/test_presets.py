@@ -21,7 +21,7 @@ def digits() -> datasets.Dataset:
 def test_preset_trains_and_exports_exactly(name: str, digits: datasets.Dataset) -> None:
     torch.manual_seed(0)
     preset = presets.get(name)
-    model = preset.build(digits.x_train, digits.num_classes)
+    model = preset.build(digits.x_train, digits.num_classes, digits.image_shape)
     x = torch.from_numpy(digits.x_train[:64]).to(torch.float32)
     y = torch.from_numpy(digits.y_train[:64])
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.lr)
@@ -41,6 +41,17 @@ def test_preset_trains_and_exports_exactly(name: str, digits: datasets.Dataset) 
     got = torch.from_numpy(net.scores(digits.x_test)).to(torch.float32) / head.tau
     assert torch.equal(got, expected)
     assert np.array_equal(net.predict(digits.x_test), expected.argmax(1).numpy())
+
+
+@pytest.mark.parametrize("name", [n for n, p in presets.PRESETS.items() if p.images])
+def test_convolutional_presets_need_an_image_shape_that_fits(name: str) -> None:
+    x = np.zeros((4, 784), np.float32)
+    with pytest.raises(bitlogic.InputError, match="image_shape"):
+        presets.get(name).build(x, 10)
+    with pytest.raises(bitlogic.InputError, match="does not hold the 784 features"):
+        presets.get(name).build(x, 10, (3, 28, 28))
+    model = presets.get(name).build(x, 10, (1, 28, 28))
+    assert model(torch.zeros(2, 784)).shape == (2, 10)
 
 
 def test_unknown_preset_lists_the_names() -> None:

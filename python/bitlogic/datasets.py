@@ -615,7 +615,10 @@ def _sklearn() -> tuple[ModuleType, ModuleType]:
         ) from error
 
 
-def _split(name: str, x: Any, y: Any, num_classes: int, low: float | None, high: float | None) -> Dataset:
+def _split(
+    name: str, x: Any, y: Any, num_classes: int, low: float | None, high: float | None,
+    image_shape: tuple[int, int, int] | None = None,
+) -> Dataset:
     """A deterministic stratified 80/20 split (``random_state=0``); ``None`` bounds become the training min/max."""
     _, model_selection = _sklearn()
     features = np.asarray(x, dtype=np.float32)
@@ -633,6 +636,7 @@ def _split(name: str, x: Any, y: Any, num_classes: int, low: float | None, high:
         num_classes=num_classes,
         low=float(x_train.min()) if low is None else low,
         high=float(x_train.max()) if high is None else high,
+        image_shape=image_shape,
     )
 
 
@@ -648,4 +652,4 @@ def _load_digits() -> Dataset:
     # 8x8 images with 4-bit pixel counts: values 0..16.
     datasets, _ = _sklearn()
     x, y = datasets.load_digits(return_X_y=True)
-    return _split("digits", x, y, num_classes=10, low=0.0, high=16.0)
+    return _split("digits", x, y, num_classes=10, low=0.0, high=16.0, image_shape=(1, 8, 8))

@@ -20,7 +20,18 @@ import numpy as np
 from torch import nn
 
 from bitlogic.errors import BitlogicError, InputError
-from bitlogic.nn import BinaryLinear, DistributiveThermometer, GroupSum, LogicLayer, LUTLayer, Sign, Thermometer
+from bitlogic.nn import (
+    BinaryConv2d,
+    BinaryLinear,
+    DistributiveThermometer,
+    GroupSum,
+    LogicConv2d,
+    LogicLayer,
+    LUTLayer,
+    OrPool2d,
+    Sign,
+    Thermometer,
+)
 
 
 @dataclass(frozen=True)
@@ -33,17 +44,37 @@ class Preset:
     epochs: int
     batch_size: int
     lr: float
-    make: Callable[[np.ndarray, int], nn.Sequential]
+    make: Callable[..., nn.Sequential]
     schedule: str = "onecycle"  # a name bitlogic.training.train takes
     #: The ``step`` schedule's period in epochs (``None``: a third of the run).
     step_size: int | None = None
+    #: A convolutional preset: its model reads images, so ``build`` needs their ``image_shape``.
+    images: bool = False
 
-    def build(self, x_train: np.ndarray, num_classes: int) -> nn.Sequential:
-        """A fresh model for features like ``x_train`` ``[N, F]`` (the encoder is fitted on them)."""
+    def build(
+        self, x_train: np.ndarray, num_classes: int, image_shape: tuple[int, int, int] | None = None
+    ) -> nn.Sequential:
+        """A fresh model for features like ``x_train`` ``[N, F]`` (the encoder is fitted on them).
+
+        A convolutional preset (``images``) also needs ``image_shape`` ``(C, H, W)`` with ``C*H*W = F`` (a
+        ``bitlogic.datasets`` set's ``image_shape``): its model starts with ``nn.Unflatten`` to ``[B, C, H, W]``."""
         x = np.asarray(x_train)
         if x.ndim != 2 or x.shape[0] == 0:
             raise InputError(f"preset {self.name}: expected training features [N, F], got shape {x.shape}")
-        return self.make(x.reshape(x.shape[0], -1), num_classes)
+        x = x.reshape(x.shape[0], -1)
+        if not self.images:
+            return self.make(x, num_classes)
+        if image_shape is None:
+            raise InputError(
+                f"preset {self.name} is convolutional and needs images: a data set with an image_shape "
+                "(mnist, fashion-mnist, cifar10), or build(..., image_shape=(C, H, W))"
+            )
+        shape = tuple(int(d) for d in image_shape)
+        if len(shape) != 3 or min(shape) < 1 or int(np.prod(shape)) != x.shape[1]:
+            raise InputError(
+                f"preset {self.name}: image_shape {tuple(image_shape)} does not hold the {x.shape[1]} features of a sample"
+            )
+        return self.make(x, num_classes, shape)
 
 
 def _encoder(x: np.ndarray, bits: int) -> list[nn.Module]:
@@ -122,6 +153,62 @@ def _binary(bits: int, hidden: list[int], per_class: int) -> Callable[[np.ndarra
     return make
 
 
+def _image_encoder(x: np.ndarray, bits: int, shape: tuple[int, int, int]) -> list[nn.Module]:
+    """Images ``[B, C*H*W]`` to ``[B, C*bits, H, W]``: ``bits`` evenly spaced thresholds over the value range (on
+    images, a per-pixel distribution mostly repeats the background's value)."""
+    high = float(np.max(x)) if x.size and np.max(x) > 1 else 1.0
+    return [nn.Unflatten(1, shape), Thermometer(bits, 0.0, high)]
+
+
+def _conv_logic(
+    bits: int, channels: list[int], dense: list[int], tau: float, depth: int = 3
+) -> Callable[[np.ndarray, int, tuple[int, int, int]], nn.Sequential]:
+    """LogicTreeNet-style: per stage a ``LogicConv2d`` (3 x 3 window, padding 1, trees of ``depth``, two input
+    channels per tree) and an ``OrPool2d(2)``; then ``nn.Flatten`` and randomly wired gate layers of ``dense``."""
+
+    def make(x: np.ndarray, classes: int, shape: tuple[int, int, int]) -> nn.Sequential:
+        c, h, w = shape
+        layers = _image_encoder(x, bits, shape)
+        cin = c * bits
+        for cout in channels:
+            layers += [LogicConv2d(cin, cout, kernel_size=3, depth=depth, padding=1), OrPool2d(2, 2)]
+            cin, h, w = cout, h // 2, w // 2
+        layers.append(nn.Flatten())
+        width = cin * h * w
+        for i, out in enumerate(dense):
+            out = out if i < len(dense) - 1 else out - out % classes
+            layers.append(LogicLayer(width, out))
+            width = out
+        return nn.Sequential(*layers, GroupSum(classes, tau))
+
+    return make
+
+
+def _conv_binary(
+    bits: int, channels: list[int], hidden: list[int], per_class: int
+) -> Callable[[np.ndarray, int, tuple[int, int, int]], nn.Sequential]:
+    """A binary CNN (larq's pattern): per stage a 3 x 3 ``BinaryConv2d`` with one padding, ``BatchNorm2d``,
+    ``Sign`` and a 2 x 2 max pool on the bits; then binary dense layers of ``hidden`` and ``per_class`` outputs per
+    class."""
+
+    def make(x: np.ndarray, classes: int, shape: tuple[int, int, int]) -> nn.Sequential:
+        c, h, w = shape
+        layers = _image_encoder(x, bits, shape)
+        cin = c * bits
+        for cout in channels:
+            layers += [BinaryConv2d(cin, cout, 3, padding=1, pad_value=1.0), nn.BatchNorm2d(cout), Sign(),
+                       nn.MaxPool2d(2)]
+            cin, h, w = cout, h // 2, w // 2
+        layers.append(nn.Flatten())
+        width = cin * h * w
+        for out in [*hidden, per_class * classes]:
+            layers += [BinaryLinear(width, out), nn.BatchNorm1d(out), Sign()]
+            width = out
+        return nn.Sequential(*layers, GroupSum(classes, per_class / 10))
+
+    return make
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -143,6 +230,18 @@ PRESETS: dict[str, Preset] = {
         # mappings (here in both layers, over pools of 16 candidates), lr 0.01 divided by 10 every 14 epochs.
         Preset("dwn-mnist-lg", "lut", "2000 + 1000 six-input LUTs, learned mappings (DWN's MNIST recipe)", 30, 128,
                0.01, _lut(3, [2000, 1000], 6, 10 / 3, candidates=16, learn_all=True), schedule="step", step_size=14),
+        # Convolutional (images: MNIST, Fashion-MNIST, CIFAR-10). Gates are counted unrolled, every tree gate at
+        # every position (the circuit's size): conv-logic-s has about 118 000 tree gates, 12 000 pooling ORs and
+        # 3 200 dense gates on MNIST.
+        Preset("conv-logic-s", "logic", "logic-tree CNN, 12-24-48 channels, depth-3 trees (LogicTreeNet-S scale)",
+               30, 100, 0.02, _conv_logic(2, [12, 24, 48], [1600, 1600], 10.0), images=True),
+        Preset("conv-binary-s", "binary", "binary CNN, 32-64 channels, 512 hidden (larq's MNIST pattern)", 10, 128,
+               3e-3, _conv_binary(2, [32, 64], [512], 30), images=True),
+        # CIFAR-10 at LogicTreeNet's S and M scale, for GPU training (about 0.4 M and 3 M gates).
+        Preset("conv-logic-cifar-s", "logic", "logic-tree CNN, 32-64-128 channels (LogicTreeNet-S scale, CIFAR-10)",
+               100, 128, 0.02, _conv_logic(3, [32, 64, 128], [8000, 8000], 30.0), images=True),
+        Preset("conv-logic-cifar-m", "logic", "logic-tree CNN, 96-192-384 channels (LogicTreeNet-M scale, CIFAR-10)",
+               200, 128, 0.02, _conv_logic(3, [96, 192, 384], [64000, 32000], 60.0), images=True),
     ]
 }
 

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     hyper = settings.hyper(preset)
     device = training.resolve_device(args.device)  # --device cuda without a GPU: a CudaError, reported by main
     torch.manual_seed(settings.seed)
-    model = preset.build(dataset.x_train, dataset.num_classes)
+    model = preset.build(dataset.x_train, dataset.num_classes, dataset.image_shape)
     print(
         f"training {preset.name} ({preset.description}) on {dataset.name}: {len(dataset.x_train)} train / "
         f"{len(dataset.x_test)} test samples; {hyper.epochs} epochs, batch {hyper.batch_size}, lr {hyper.lr:g}, "
