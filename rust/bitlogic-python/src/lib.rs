@@ -11,13 +11,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bitlogic::{
-    BinaryLayer, BitOrder, Encoder, Error, EvalOptions, GateLayer, Input, Isa, Layer, LayerKind, LutLayer, Matrix,
-    Network, Packed, ProgramStats, ThresholdEncoder,
+    BinaryLayer, BitOrder, ConvBinaryLayer, ConvGateLayer, ConvLutLayer, Encoder, Error, EvalOptions, GateLayer,
+    Geometry, Input, Isa, Layer, LayerKind, LutLayer, Matrix, Network, OrPoolLayer, Packed, ProgramStats,
+    ThresholdEncoder,
 };
-use numpy::ndarray::{Array2, ArrayView2};
+use numpy::ndarray::{Array2, Array3, ArrayView2, Dimension, Ix1, Ix2, Ix3};
 use numpy::{
-    dtype, Element, IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1,
-    PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods,
+    dtype, Element, IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray,
+    PyReadonlyArray1, PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
@@ -237,8 +238,9 @@ impl PyNetwork {
         let mut parts = Vec::with_capacity(layers.len());
         let mut width = encoder.num_bits();
         for (i, item) in layers.iter().enumerate() {
-            let (kind, first, second): (String, Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
-            let layer = layer_from_arrays(&kind, &first, &second, width)
+            let (kind, first, second, geometry) =
+                layer_part(&item).map_err(|m| InputError::new_err(format!("invalid network: layer {i}: {m}")))?;
+            let layer = layer_from_arrays(&kind, &first, &second, geometry.as_ref(), width)
                 .map_err(|m| InputError::new_err(format!("invalid network: layer {i} ({kind}): {m}")))?;
             width = layer.width();
             parts.push(layer);
@@ -259,7 +261,8 @@ impl PyNetwork {
         }
     }
 
-    /// The layers as `(kind, array, array)` tuples with unpacked tables and weights.
+    /// The layers as `(kind, array, array)` tuples with unpacked tables and weights; the spatial kinds as
+    /// `(kind, array, array, geometry)` (or_pool: `(kind, None, None, geometry)`).
     fn layer_parts<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         let mut out = Vec::with_capacity(self.inner.layers().len());
         for layer in self.inner.layers() {
@@ -280,6 +283,34 @@ impl PyNetwork {
                     let weights = Array2::from_shape_vec((l.width(), l.num_inputs()), l.unpacked_weights())
                         .expect("one weight per input per output");
                     ("binary", weights.into_pyarray(py), l.thresholds().to_vec().into_pyarray(py)).into_pyobject(py)?
+                }
+                Layer::ConvGates(l) => {
+                    let leaves = leaves_array(l.out_channels(), l.leaves());
+                    let ops = Array2::from_shape_vec((l.out_channels(), (1 << l.depth()) - 1), l.ops().to_vec())
+                        .expect("2^depth - 1 gates per tree");
+                    let geometry = geometry_dict(py, l.geometry(), true)?;
+                    ("conv_gates", leaves.into_pyarray(py), ops.into_pyarray(py), geometry).into_pyobject(py)?
+                }
+                Layer::ConvLuts(l) => {
+                    let leaves = leaves_array(l.out_channels(), l.leaves());
+                    let tables = Array2::from_shape_vec((l.out_channels(), 1 << l.arity()), l.unpacked_tables())
+                        .expect("2^arity entries per table");
+                    let geometry = geometry_dict(py, l.geometry(), true)?;
+                    ("conv_luts", leaves.into_pyarray(py), tables.into_pyarray(py), geometry).into_pyobject(py)?
+                }
+                Layer::ConvBinary(l) => {
+                    let [c, _, _] = l.geometry().input_shape();
+                    let [kh, kw] = l.geometry().kernel_size();
+                    let weights = Array2::from_shape_vec((l.out_channels(), c * kh * kw), l.unpacked_weights())
+                        .expect("one weight per input of the window per output channel");
+                    let thresholds = l.thresholds().to_vec().into_pyarray(py);
+                    let geometry = geometry_dict(py, l.geometry(), true)?;
+                    geometry.set_item("pad_value", l.pad_value())?;
+                    ("conv_binary", weights.into_pyarray(py), thresholds, geometry).into_pyobject(py)?
+                }
+                Layer::OrPool(l) => {
+                    let geometry = geometry_dict(py, l.geometry(), false)?;
+                    ("or_pool", py.None(), py.None(), geometry).into_pyobject(py)?
                 }
             };
             out.push(tuple);
@@ -476,12 +507,201 @@ impl PyNetwork {
     }
 }
 
+/// A layer part, `(kind, a, b)` or `(kind, a, b, geometry)`, taken apart.
+type LayerPart<'py> = (String, Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
+
+fn layer_part<'py>(item: &Bound<'py, PyAny>) -> Result<LayerPart<'py>, String> {
+    let expected = "expected a tuple (kind, array, array) or, for a spatial kind, (kind, array, array, geometry)";
+    let tuple = item.downcast::<PyTuple>().map_err(|_| format!("{expected}, got {}", type_name(item)))?;
+    if !(3..=4).contains(&tuple.len()) {
+        return Err(format!("{expected}, got a tuple of {} items", tuple.len()));
+    }
+    let kind: String = tuple.get_item(0).and_then(|k| k.extract()).map_err(|_| format!("{expected}: kind a string"))?;
+    let item = |i: usize| tuple.get_item(i).map_err(|e| e.to_string());
+    let geometry = if tuple.len() == 4 { Some(item(3)?) } else { None };
+    Ok((kind, item(1)?, item(2)?, geometry))
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map_or_else(|_| "an object".to_string(), |n| n.to_string())
+}
+
+/// `obj` as a numpy array of `T` with `D` dimensions, or an error naming `name`, its expected shape and dtype.
+fn typed_array<'py, T: Element, D: Dimension>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+    shape: &str,
+) -> Result<PyReadonlyArray<'py, T, D>, String> {
+    let want = format!("{name}: expected a {}-dimensional {} array of shape {shape}", D::NDIM.unwrap_or(0), {
+        dtype::<T>(obj.py()).str().map_or_else(|_| "?".to_string(), |s| s.to_string())
+    });
+    let array = arrays::untyped_array(obj, name).map_err(|e| e.to_string())?;
+    if Some(array.ndim()) != D::NDIM {
+        return Err(format!("{want}, got shape {:?}", array.shape()));
+    }
+    if !array.dtype().is_equiv_to(&dtype::<T>(obj.py())) {
+        return Err(format!("{want}, got dtype {}", arrays::dtype_name(array)));
+    }
+    obj.extract().map_err(|e: PyErr| e.to_string())
+}
+
+/// The geometry dict of a spatial part: `input_shape`, `kernel_size`, `stride`, with `padding` for the conv kinds
+/// (`padded`) and the `extra` keys (`pad_value`), each an error naming it when missing or not of its form; a key
+/// of no such name is an error too (a misspelt one would otherwise be a silent default).
+fn geometry_from<'py>(
+    geometry: Option<&Bound<'py, PyAny>>,
+    padded: bool,
+    extra: &[&str],
+) -> Result<(Geometry, Bound<'py, PyDict>), String> {
+    let mut keys = vec!["input_shape", "kernel_size", "stride"];
+    if padded {
+        keys.push("padding");
+    }
+    keys.extend_from_slice(extra);
+    let expected = format!("geometry: expected a dict of {}", keys.join(", "));
+    let dict = geometry.ok_or_else(|| format!("{expected} as the part's fourth item"))?;
+    let dict = dict.downcast::<PyDict>().map_err(|_| format!("{expected}, got {}", type_name(dict)))?.clone();
+    for key in dict.keys() {
+        let known = key.extract::<String>().is_ok_and(|k| keys.contains(&k.as_str()));
+        if !known {
+            return Err(format!("{expected}, got the key {key}"));
+        }
+    }
+    let input_shape: [usize; 3] = geometry_value(&dict, "input_shape", "3 integers (C, H, W)")?;
+    let kernel_size: [usize; 2] = geometry_value(&dict, "kernel_size", "2 integers (kh, kw)")?;
+    let stride: [usize; 2] = geometry_value(&dict, "stride", "2 integers (sh, sw)")?;
+    let padding: [usize; 2] = if padded { geometry_value(&dict, "padding", "2 integers (ph, pw)")? } else { [0, 0] };
+    let geometry = Geometry::new(input_shape, kernel_size, stride, padding).map_err(network_message)?;
+    Ok((geometry, dict))
+}
+
+fn geometry_value<'py, T: FromPyObject<'py>>(dict: &Bound<'py, PyDict>, key: &str, what: &str) -> Result<T, String> {
+    let value = dict.get_item(key).map_err(|e| e.to_string())?.ok_or_else(|| format!("geometry: {key} is missing"))?;
+    value.extract().map_err(|_| format!("geometry: {key}: expected {what} >= 0, got {value}"))
+}
+
+/// The geometry of a spatial layer as the dict of its part (`padding` for the conv kinds).
+fn geometry_dict<'py>(py: Python<'py>, geometry: &Geometry, padded: bool) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    let [c, h, w] = geometry.input_shape();
+    dict.set_item("input_shape", (c, h, w))?;
+    let pair = |[a, b]: [usize; 2]| (a, b);
+    dict.set_item("kernel_size", pair(geometry.kernel_size()))?;
+    dict.set_item("stride", pair(geometry.stride()))?;
+    if padded {
+        dict.set_item("padding", pair(geometry.padding()))?;
+    }
+    Ok(dict)
+}
+
+/// Leaves `[O, count, 3]` of `(c, dy, dx)` as rows of three.
+fn leaves_from(leaves: &PyReadonlyArray<'_, u32, Ix3>, what: &str) -> Result<(usize, usize, Vec<[u32; 3]>), String> {
+    let leaves = leaves.as_array();
+    let (channels, count, three) = leaves.dim();
+    if three != 3 {
+        return Err(format!("leaves: expected shape [O, {what}, 3] (c, dy, dx), got {:?}", leaves.shape()));
+    }
+    let rows = leaves.outer_iter().flat_map(|tree| tree.outer_iter().map(|r| [r[0], r[1], r[2]]).collect::<Vec<_>>());
+    Ok((channels, count, rows.collect()))
+}
+
+fn leaves_array(channels: usize, leaves: &[[u32; 3]]) -> Array3<u32> {
+    let flat: Vec<u32> = leaves.iter().flatten().copied().collect();
+    Array3::from_shape_vec((channels, leaves.len() / channels.max(1), 3), flat).expect("three values per leaf")
+}
+
+fn network_message(error: Error) -> String {
+    match error {
+        Error::Network(message) => message,
+        other => other.to_string(),
+    }
+}
+
+/// A spatial layer from its part; `None` for a kind that is not spatial.
+fn spatial_layer(
+    kind: &str,
+    first: &Bound<'_, PyAny>,
+    second: &Bound<'_, PyAny>,
+    geometry: Option<&Bound<'_, PyAny>>,
+) -> Option<Result<Layer, String>> {
+    let layer = || -> Result<Layer, String> {
+        match kind {
+            "conv_gates" => {
+                let (geometry, _) = geometry_from(geometry, true, &[])?;
+                let leaves = typed_array::<u32, Ix3>(first, "leaves", "[O, 2^depth, 3]")?;
+                let (channels, count, leaves) = leaves_from(&leaves, "2^depth")?;
+                if count < 2 || !count.is_power_of_two() {
+                    return Err(format!(
+                        "leaves: expected shape [O, 2^depth, 3] with depth >= 1, got {channels} x {count} x 3"
+                    ));
+                }
+                let ops = typed_array::<u8, Ix2>(second, "ops", "[O, 2^depth - 1]")?;
+                let ops = ops.as_array();
+                if ops.dim() != (channels, count - 1) {
+                    return Err(format!(
+                        "ops: expected shape [{channels}, {}] (2^depth - 1 gates per tree), got {:?}",
+                        count - 1,
+                        ops.shape()
+                    ));
+                }
+                let depth = count.trailing_zeros() as usize;
+                ConvGateLayer::new(geometry, depth, leaves, ops.iter().copied().collect()).map(Layer::ConvGates)
+            }
+            "conv_luts" => {
+                let (geometry, _) = geometry_from(geometry, true, &[])?;
+                let leaves = typed_array::<u32, Ix3>(first, "leaves", "[O, n, 3]")?;
+                let (channels, arity, leaves) = leaves_from(&leaves, "n")?;
+                let tables = typed_array::<u8, Ix2>(second, "tables", "[O, 2^n]")?;
+                let tables = tables.as_array();
+                if arity > 16 || tables.dim() != (channels, 1 << arity) {
+                    return Err(format!("tables: expected shape [{channels}, 2^{arity}], got {:?}", tables.shape()));
+                }
+                let entries: Vec<u8> = tables.iter().copied().collect();
+                ConvLutLayer::from_unpacked(geometry, arity, leaves, &entries).map(Layer::ConvLuts)
+            }
+            "conv_binary" => {
+                let (geometry, dict) = geometry_from(geometry, true, &["pad_value"])?;
+                let pad_value: u8 = geometry_value(&dict, "pad_value", "0 or 1")?;
+                let [c, _, _] = geometry.input_shape();
+                let [kh, kw] = geometry.kernel_size();
+                let shape = format!("[O, {}] (C*kh*kw)", c * kh * kw);
+                let weights = typed_array::<u8, Ix2>(first, "weights", &shape)?;
+                let weights = weights.as_array();
+                if weights.ncols() != c * kh * kw {
+                    return Err(format!("weights: expected shape {shape}, got {:?}", weights.shape()));
+                }
+                let thresholds = typed_array::<i32, Ix1>(second, "thresholds", "[O]")?;
+                let bits: Vec<u8> = weights.iter().copied().collect();
+                ConvBinaryLayer::from_unpacked(geometry, &bits, thresholds.as_array().to_vec(), pad_value)
+                    .map(Layer::ConvBinary)
+            }
+            "or_pool" => {
+                if !(first.is_none() && second.is_none()) {
+                    return Err("expected no arrays: the part is (\"or_pool\", None, None, geometry)".to_string());
+                }
+                let (geometry, _) = geometry_from(geometry, false, &[])?;
+                OrPoolLayer::new(geometry.input_shape(), geometry.kernel_size(), geometry.stride()).map(Layer::OrPool)
+            }
+            _ => unreachable!("only spatial kinds get here"),
+        }
+        .map_err(network_message)
+    };
+    matches!(kind, "conv_gates" | "conv_luts" | "conv_binary" | "or_pool").then(layer)
+}
+
 fn layer_from_arrays(
     kind: &str,
     first: &Bound<'_, PyAny>,
     second: &Bound<'_, PyAny>,
+    geometry: Option<&Bound<'_, PyAny>>,
     input_width: usize,
 ) -> Result<Layer, String> {
+    if let Some(layer) = spatial_layer(kind, first, second, geometry) {
+        return layer;
+    }
+    if geometry.is_some() {
+        return Err(format!("expected a (kind, array, array) part: {kind} layers have no geometry"));
+    }
     let extract_error = |e: PyErr| e.to_string();
     let layer = match kind {
         "gates" => {
@@ -518,12 +738,14 @@ fn layer_from_arrays(
             let bits: Vec<u8> = weights.iter().copied().collect();
             BinaryLayer::from_unpacked(input_width, &bits, thresholds.as_array().to_vec()).map(Layer::Binary)
         }
-        other => return Err(format!("unknown layer kind {other:?}; expected gates, luts or binary")),
+        other => {
+            return Err(format!(
+                "unknown layer kind {other:?}; expected gates, luts, binary, conv_gates, conv_luts, conv_binary or \
+                 or_pool"
+            ))
+        }
     };
-    layer.map_err(|e| match e {
-        Error::Network(message) => message,
-        other => other.to_string(),
-    })
+    layer.map_err(network_message)
 }
 
 /// A random network over `num_inputs` input bits, for tests and benchmarks.
