@@ -28,23 +28,31 @@ from bitlogic.network import Network, load, pack_bits, random_network, supported
 from bitlogic.spec import BinaryLayer, BitsEncoder, GateLayer, LutLayer, ThresholdEncoder
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from torch import nn
 
 
-def compile(model: nn.Module, *, info: Mapping[str, str] | None = None) -> Network:  # noqa: A001
+def compile(  # noqa: A001
+    model: nn.Module, *, info: Mapping[str, str] | None = None, input_shape: Sequence[int] | None = None
+) -> Network:
     """The boolean network a trained model computes in ``eval()``, exactly.
 
     ``model`` is a ``torch.nn.Sequential`` of an optional encoder (``bitlogic.nn.Thermometer`` or
-    ``DistributiveThermometer``, then ``nn.Flatten``), ``LogicLayer``, ``LUTLayer`` and ``BinaryLinear`` (+
-    ``BatchNorm1d``) + ``Sign`` layers, and a final ``GroupSum``. For every input ``x``,
-    ``compile(model).scores(x) / tau`` equals ``model.eval()(x)``. Raises :class:`bitlogic.ExportError` naming the
-    layer that cannot be exported. Needs torch.
+    ``DistributiveThermometer``), spatial layers on images (``LogicConv2d``, ``LUTConv2d``, ``BinaryConv2d`` (+
+    ``BatchNorm2d``) + ``Sign``, ``OrPool2d``, ``nn.MaxPool2d`` on bits), ``nn.Flatten``, ``LogicLayer``,
+    ``LUTLayer`` and ``BinaryLinear`` (+ ``BatchNorm1d``) + ``Sign`` layers, and a final ``GroupSum``. For every input
+    ``x``, ``compile(model).scores(x) / tau`` equals ``model.eval()(x)`` (an image batch flattened to rows,
+    ``x.reshape(len(x), -1)``).
+
+    The spatial layers need the shape of their input image: a ``DistributiveThermometer`` fitted on images
+    ``[N, C, H, W]`` records it; otherwise pass ``input_shape=(C, H, W)``, the shape of the model's input images
+    (an encoder given images outputs ``C*T`` channels). Raises :class:`bitlogic.ExportError` naming the layer that
+    cannot be exported. Needs torch.
     """
     from bitlogic.export import compile_model
 
-    return compile_model(model, info=info)
+    return compile_model(model, info=info, input_shape=input_shape)
 
 
 __all__ = [

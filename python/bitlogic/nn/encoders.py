@@ -4,6 +4,12 @@ Bit ``t`` of feature ``f`` is ``x[f] > thresholds[f, t]`` (strictly greater), th
 The output has one more dimension than the input, the thresholds of each feature last, so that ``nn.Flatten``
 after the encoder gives the file's ``feature_major`` bit order (bit ``(f, t)`` at index ``f*T + t``).
 
+Images are the exception: given ``[B, C, H, W]`` (and ``DistributiveThermometer`` fitted on such images) the
+encoders output the image ``[B, C*T, H, W]`` whose channel ``t*C + c`` holds threshold ``t`` of channel ``c``, the
+input of a convolution. Flattened, bit ``(t, c, y, x)`` is at ``t*F + (c*H + y)*W + x`` over the ``F = C*H*W``
+pixels: the file's ``threshold_major`` order, in which the exporter writes such an encoder (each pixel with its
+channel's thresholds).
+
 A NaN feature has no bits: like the engine, the encoders raise :class:`bitlogic.InputError` naming the first one
 (sample, feature), in ``forward`` and in ``DistributiveThermometer.fit``.
 
@@ -65,6 +71,19 @@ def raw_thresholds(thresholds: Tensor, min_gap: float) -> Tensor:
     return torch.cat([t[..., :1], gaps + torch.log(-torch.expm1(-gaps))], dim=-1)  # inverse softplus of the gaps
 
 
+def _image(bits: Tensor) -> Tensor:
+    """``[B, T*C, H, W]`` from bits ``[B, T, C, H, W]``: channel ``t*C + c``."""
+    b, t, c, h, w = bits.shape
+    return bits.reshape(b, t * c, h, w)
+
+
+def image_shape_of(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
+    """``(C, H, W)`` of a batch of images ``[N, C, H, W]``."""
+    if len(shape) != 4:
+        raise ValueError(f"{where}: expected images [N, C, H, W], got {list(shape)}")
+    return int(shape[1]), int(shape[2]), int(shape[3])
+
+
 class ThresholdSTE(torch.autograd.Function):
     """Forward: the hard bits ``x > t`` of :func:`_compare`. Backward: the derivative of ``sigmoid((x - t) / width)``,
     ``+`` for the features and ``-`` for the thresholds (summed over every sample and feature that shares one)."""
@@ -96,6 +115,7 @@ class _Thresholds(nn.Module):
 
     thresholds: Tensor
     surrogate_width: Tensor
+    image_shape: Tensor
 
     def __init__(self, initial: Tensor, learnable: bool, width: float | None) -> None:
         super().__init__()
@@ -159,10 +179,12 @@ class Thermometer(_Thresholds):
         self.num_bits, self.low, self.high = num_bits, float(low), float(high)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 4:  # images [B, C, H, W] -> [B, T*C, H, W], channel t*C + c
+            return _image(self._bits(x).permute(0, 4, 1, 2, 3))
         return self._bits(x)
 
     def feature_thresholds(self, num_features: int) -> np.ndarray:
-        """float32 ``[num_features, num_bits]`` for the network file."""
+        """float32 ``[num_features, num_bits]`` for the network file (an image's pixels are its features)."""
         row = self._current()
         return np.ascontiguousarray(np.broadcast_to(row, (num_features, self.num_bits)))
 
@@ -177,6 +199,10 @@ class DistributiveThermometer(_Thresholds):
     ``fit(x)`` places threshold ``t`` of feature ``f`` at the ``(t + 1) / (num_bits + 1)`` quantile of ``x[:, f]``, so
     every bit splits the training set as evenly as the feature's values allow. Use it before training (or load a
     state_dict); an unfitted encoder refuses to run.
+
+    Fitted on images ``[N, C, H, W]``, the thresholds are per channel (``[C, T]``, quantiles over every pixel of the
+    channel), the buffer ``image_shape`` records ``(C, H, W)`` (empty when fitted on flat features), and the encoder
+    takes images ``[B, C, H, W]`` to ``[B, C*T, H, W]`` (channel ``t*C + c``; see the module's docstring).
 
     With ``learnable=True`` training moves every feature's thresholds from the fitted ones, each feature's kept in
     increasing order (see the module's docstring; fitted thresholds that tie are separated by ``MIN_GAP * width``).
@@ -194,6 +220,15 @@ class DistributiveThermometer(_Thresholds):
         super().__init__(torch.full(shape, float("nan"), dtype=torch.float32), learnable, width)
         self.num_bits = num_bits
         self._fixed_width = width is not None
+        self.register_buffer("image_shape", torch.zeros(0, dtype=torch.int64))
+
+    @property
+    def fitted_image(self) -> tuple[int, int, int] | None:
+        """``(C, H, W)`` of the images the encoder was fitted on; None when fitted on flat features (or unfitted)."""
+        if self.image_shape.numel() != 3:
+            return None
+        c, h, w = (int(v) for v in self.image_shape.tolist())
+        return c, h, w
 
     @property
     def fitted(self) -> bool:
@@ -201,18 +236,26 @@ class DistributiveThermometer(_Thresholds):
         return thresholds.numel() > 0 and not bool(torch.isnan(thresholds).any())
 
     def fit(self, x: Any) -> DistributiveThermometer:
-        """Sets the thresholds from training features ``x`` ``[N, ...]`` (numpy or torch); returns ``self``.
+        """Sets the thresholds from training features ``x`` ``[N, ...]`` (numpy or torch); returns ``self``. Images
+        ``[N, C, H, W]`` get thresholds per channel (the quantiles over all of the channel's pixels) and record their
+        shape.
 
         A NaN in ``x`` raises :class:`bitlogic.InputError` naming its sample and (flattened) feature."""
-        data = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
-        if data.ndim < 2 or data.shape[0] == 0:
-            raise ValueError(f"DistributiveThermometer.fit: expected features [N, ...] with N > 0, got {list(data.shape)}")
-        data = data.reshape(data.shape[0], -1)
+        images = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+        if images.ndim < 2 or images.shape[0] == 0:
+            raise ValueError(
+                f"DistributiveThermometer.fit: expected features [N, ...] with N > 0, got {list(images.shape)}")
+        data = images.reshape(images.shape[0], -1)
         if np.issubdtype(data.dtype, np.floating) and np.isnan(data).any():
             sample, feature = (int(v) for v in np.argwhere(np.isnan(data))[0])
             raise InputError(
                 f"DistributiveThermometer.fit: sample {sample}, feature {feature} is NaN; expected a number"
             )
+        shape = image_shape_of(images.shape, "fit") if images.ndim == 4 else None
+        if shape is not None:  # one column of every pixel of each channel: [N*H*W, C]
+            data = np.moveaxis(images, 1, -1).reshape(-1, shape[0])
+        self.image_shape = torch.tensor(shape if shape is not None else [], dtype=torch.int64,
+                                        device=self.image_shape.device)
         q = np.arange(1, self.num_bits + 1, dtype=np.float64) / (self.num_bits + 1)
         # "lower" picks a value present in the data, so a threshold never falls between two equal samples' values.
         thresholds = np.quantile(data, q, axis=0, method="lower").T.astype(np.float32)
@@ -236,11 +279,24 @@ class DistributiveThermometer(_Thresholds):
             key = prefix + "thresholds"
             if key in state_dict and state_dict[key].shape != self.thresholds.shape:
                 self.thresholds = torch.empty_like(state_dict[key])  # adopt the fitted shape
+        key = prefix + "image_shape"
+        if key not in state_dict:  # saved before encoders took images: fitted on flat features
+            state_dict[key] = torch.zeros(0, dtype=torch.int64)
+        if state_dict[key].shape != self.image_shape.shape:
+            self.image_shape = torch.empty_like(state_dict[key], device=self.image_shape.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.fitted:
             raise RuntimeError("DistributiveThermometer: call fit(x_train) before using the encoder")
+        image = self.fitted_image
+        if image is not None:
+            if x.dim() != 4 or x.shape[1] != image[0]:
+                raise ValueError(f"DistributiveThermometer: fitted on images of {image[0]} channels, expected input "
+                                 f"[batch, {image[0]}, height, width], got {list(x.shape)}")
+            _check_no_nan(x)  # before the permutation, so that the error names the sample's own feature
+            # [B, H, W, C] against the [C, T] thresholds, then [B, T, C, H, W]
+            return _image(self._bits(x.permute(0, 2, 3, 1)).permute(0, 4, 3, 1, 2))
         flat = x.reshape(x.shape[0], -1)
         features = self.thresholds.shape[0]
         if flat.shape[1] != features:
@@ -250,6 +306,13 @@ class DistributiveThermometer(_Thresholds):
     def feature_thresholds(self, num_features: int) -> np.ndarray:
         if not self.fitted:
             raise ValueError("DistributiveThermometer is not fitted")
+        image = self.fitted_image
+        if image is not None:  # every pixel with its channel's thresholds, in C order of [C, H, W]
+            c, h, w = image
+            if num_features != c * h * w:
+                raise ValueError(f"DistributiveThermometer: fitted on images {list(image)} ({c * h * w} pixels), not "
+                                 f"{num_features} features")
+            return np.ascontiguousarray(np.repeat(self._current(), h * w, axis=0))
         features = self.thresholds.shape[0]
         if num_features != features:
             raise ValueError(f"DistributiveThermometer: fitted on {features} features, not {num_features}")
@@ -257,7 +320,10 @@ class DistributiveThermometer(_Thresholds):
 
     def extra_repr(self) -> str:
         learnable = ", learnable=True" if self.learnable else ""
-        return f"num_bits={self.num_bits}, num_features={self.thresholds.shape[0]}{learnable}"
+        image = self.fitted_image
+        fitted = f"image_shape={image}" if image is not None else f"num_features={self.thresholds.shape[0]}"
+        return f"num_bits={self.num_bits}, {fitted}{learnable}"
 
 
-__all__ = ["MIN_GAP", "DistributiveThermometer", "Thermometer", "ThresholdSTE", "ordered_thresholds", "raw_thresholds"]
+__all__ = ["MIN_GAP", "DistributiveThermometer", "Thermometer", "ThresholdSTE", "image_shape_of", "ordered_thresholds",
+           "raw_thresholds"]
