@@ -240,6 +240,8 @@ per_isa!(input_grad_isa => input_grad(task: InputTask<'_>, ctx: &BackwardCtx<'_>
 // After `per_isa!`, which the module uses (a macro is in scope below its definition only).
 mod candidates;
 pub use candidates::{candidate_backward, candidate_forward, learned_gate_backward, learned_gate_forward};
+mod tree_conv;
+pub use tree_conv::{tree_conv_backward, tree_conv_forward, ConvShape, MAX_TREE_DEPTH};
 
 /// The output rows of a run of gates, sequentially.
 #[inline(always)]
