@@ -28,6 +28,7 @@ from torch.nn import functional
 
 from bitlogic.ops.binary import quantized_sign
 from bitlogic.ops.conv_kernels import fused_tree_conv
+from bitlogic.ops.estimators import straight_through
 from bitlogic.ops.logic import gates
 
 Pair = tuple[int, int]
@@ -181,13 +182,17 @@ def binary_conv(
     """``[B, O, H', W']``: the integer dot products ``sum_j s_j * sign(w_j)`` of every window of ``x``
     ``[B, C, H, W]`` with ``weight`` ``[O, C, kh, kw]``, where ``s = sign(2x - 1)`` (+1 for a bit 1, -1 for a 0) and
     a padded input is ``pad_value`` (1: LCE's one padding; 0: padded inputs add nothing). Gradients pass both signs
-    through the estimator ``quantizer``; the sums of +-1 are exact integers in float32 up to 2**24 terms."""
+    through the estimator ``quantizer``. The sums of +-1 are integers (exact in float32 up to 2**24 terms), rounded to
+    them whatever the convolution algorithm."""
     _check_image(x, "binary_conv")
     inputs = quantized_sign(2 * x - 1, quantizer)
     if padding != (0, 0):
         inputs = functional.pad(inputs, (padding[1], padding[1], padding[0], padding[0]), value=float(pad_value))
     weights = quantized_sign(weight, quantizer).to(inputs.dtype)
-    return functional.conv2d(inputs, weights, stride=stride)
+    out = functional.conv2d(inputs, weights, stride=stride)
+    # Some convolution algorithms round on the way (Winograd and FFT convolutions, which cuDNN may pick): the dot of
+    # +-1 values is an integer, restored exactly here, the gradient passing unchanged.
+    return straight_through(out.detach().round(), out)
 
 
 __all__ = [
