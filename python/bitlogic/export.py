@@ -133,6 +133,9 @@ def export_parts(model: nn.Module, input_shape: Sequence[int] | None = None) -> 
         raise ExportError(f"expected a torch.nn.Sequential, got {type(model).__name__}")
     shape = _input_shape(input_shape)
     modules = [(n, m) for n, m in _flatten(model) if _adapter(m) != (True, None)]
+    if modules and isinstance(modules[0][1], nn.Unflatten):
+        shape = _unflatten_shape(*modules[0], shape)
+        modules = modules[1:]
     was_training = model.training
     model.eval()
     try:
@@ -146,8 +149,22 @@ def _input_shape(value: Sequence[int] | None) -> Shape | None:
         return None
     items = tuple(value)
     if len(items) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items):
-        raise ExportError(f"input_shape: expected the model's input image (C, H, W), three positive ints, got {value!r}")
+        raise ExportError(f"input_shape: expected the model's input image (C, H, W), three positive ints, got "
+                          f"{value!r}")
     return items[0], items[1], items[2]
+
+
+def _unflatten_shape(name: str, module: nn.Unflatten, given: Shape | None) -> Shape:
+    """The image shape of a model that starts with ``nn.Unflatten(1, (C, H, W))``: flat samples ``[B, C*H*W]`` made
+    images in C order, which is the order of the file's features, so the reshape itself exports as nothing."""
+    size = tuple(module.unflattened_size)  # type: ignore[arg-type]
+    if module.dim != 1 or len(size) != 3:
+        raise ExportError(f"{_where(name, module)}: only a first Unflatten(1, (C, H, W)) of flat samples is supported")
+    shape = _input_shape(size)
+    assert shape is not None
+    if given is not None and given != shape:
+        raise ExportError(f"{_where(name, module)}: makes images {shape}, but input_shape={given} was given")
+    return shape
 
 
 def _part(name: str, module: nn.Module, following: Sequence[nn.Module], layout: _Layout) -> Part:
