@@ -3,10 +3,10 @@
 
 use std::num::NonZeroUsize;
 
-use numpy::ndarray::Array2;
+use numpy::ndarray::{Array2, Array3, Dimension, IntoDimension};
 use numpy::{
-    dtype, IntoPyArray, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
-    PyUntypedArrayMethods,
+    dtype, IntoPyArray, PyArray, PyArray2, PyArray3, PyArray4, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1,
+    PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 
@@ -52,9 +52,9 @@ fn coef_array(py: Python<'_>, rows: Vec<[f32; 4]>) -> Bound<'_, PyArray2<f32>> {
 /// A new C-contiguous float32 array left uninitialized, for a kernel to overwrite: the training kernels write every
 /// element of their outputs, and saving the zeroing of megabytes per call is worth it there. The array is returned to
 /// Python only after the kernel succeeded (they validate everything before writing).
-fn uninit_f32(py: Python<'_>, dims: [usize; 2]) -> Bound<'_, PyArray2<f32>> {
+fn uninit_f32<D: Dimension>(py: Python<'_>, dims: impl IntoDimension<Dim = D>) -> Bound<'_, PyArray<f32, D>> {
     // SAFETY: every bit pattern is a valid f32, and callers write every element before the array is read.
-    unsafe { PyArray2::<f32>::new(py, dims, false) }
+    unsafe { PyArray::<f32, D>::new(py, dims, false) }
 }
 
 /// The arguments every gate kernel takes: the feature-major input `x` `[in_dim, batch]` and the wires `ia`, `ib`.
@@ -365,6 +365,214 @@ fn learned_gate_backward<'py>(
     Ok((grad_w, coef_array(py, grad_coef)))
 }
 
+/// `obj` as a C-contiguous float32 array of `ndim` dimensions (`shape` describes them for the error message).
+fn f32_tensor<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+    ndim: usize,
+    shape: &str,
+) -> PyResult<PyReadonlyArrayDyn<'py, f32>> {
+    let array = untyped_array(obj, name)?;
+    if array.ndim() != ndim || !array.dtype().is_equiv_to(&dtype::<f32>(obj.py())) {
+        return Err(InputError::new_err(format!(
+            "{name}: expected a {ndim}-dimensional float32 array of shape {shape}, got dtype {} and shape {:?}",
+            dtype_name(array),
+            array.shape()
+        )));
+    }
+    if !array.is_c_contiguous() {
+        return Err(InputError::new_err(format!(
+            "{name}: expected a C-contiguous array (numpy.ascontiguousarray makes one), got strides {:?}",
+            array.strides()
+        )));
+    }
+    obj.extract()
+}
+
+fn tensor_slice<'a>(array: &'a PyReadonlyArrayDyn<'_, f32>, name: &str) -> PyResult<&'a [f32]> {
+    array.as_slice().map_err(|_| InputError::new_err(format!("{name}: expected a C-contiguous array")))
+}
+
+/// A `(rows, columns)` pair of a convolution's geometry, each at least `min`.
+fn geometry_pair(name: &str, (a, b): (i64, i64), min: i64) -> PyResult<[usize; 2]> {
+    match (usize::try_from(a), usize::try_from(b)) {
+        (Ok(ua), Ok(ub)) if a >= min && b >= min => Ok([ua, ub]),
+        _ => Err(InputError::new_err(format!("{name}: expected two integers of at least {min}, got ({a}, {b})"))),
+    }
+}
+
+/// The checked arguments of the tree-convolution kernels.
+struct TreeConvArgs<'py> {
+    x: PyReadonlyArrayDyn<'py, f32>,
+    shape: bitlogic_train::ConvShape,
+    depth: usize,
+    leaves: Vec<[u32; 3]>,
+    coef: Vec<[f32; 4]>,
+    /// `[B, O, H', W']`.
+    output: [usize; 4],
+}
+
+impl<'py> TreeConvArgs<'py> {
+    fn new(
+        x: &Bound<'py, PyAny>,
+        leaves: &Bound<'py, PyAny>,
+        coef: &Bound<'py, PyAny>,
+        kernel_size: (i64, i64),
+        stride: (i64, i64),
+        padding: (i64, i64),
+    ) -> PyResult<Self> {
+        let x = f32_tensor(x, "x", 4, "[B, C, H, W]")?;
+        let input: [usize; 4] = x.shape().try_into().expect("4 dimensions");
+        let shape = bitlogic_train::ConvShape {
+            input,
+            kernel_size: geometry_pair("kernel_size", kernel_size, 1)?,
+            stride: geometry_pair("stride", stride, 1)?,
+            padding: geometry_pair("padding", padding, 0)?,
+        };
+        let [ho, wo] = shape.output_size().map_err(to_py)?;
+        let (leaves, out_channels, per_tree) = tree_leaves(leaves)?;
+        if !per_tree.is_power_of_two() || per_tree < 2 {
+            return Err(InputError::new_err(format!(
+                "leaves: expected shape [O, 2**depth, 3] with depth >= 1, got {per_tree} leaves per tree"
+            )));
+        }
+        let coef_array = f32_tensor(coef, "coef", 3, "[O, 2**depth - 1, 4]")?;
+        if coef_array.shape() != [out_channels, per_tree - 1, 4] {
+            return Err(InputError::new_err(format!(
+                "coef: expected shape [{out_channels}, {}, 4] (one row per gate of the trees of leaves), got {:?}",
+                per_tree - 1,
+                coef_array.shape()
+            )));
+        }
+        let coef = tensor_slice(&coef_array, "coef")?.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
+        let depth = per_tree.trailing_zeros() as usize;
+        Ok(Self { x, shape, depth, leaves, coef, output: [input[0], out_channels, ho, wo] })
+    }
+}
+
+/// Tree leaves: a 3-D int64 `[O, L, 3]` array of `(c, dy, dx)` rows, as `u32` (the kernels check them against the
+/// geometry), with `O` and `L`.
+fn tree_leaves(obj: &Bound<'_, PyAny>) -> PyResult<(Vec<[u32; 3]>, usize, usize)> {
+    let array = untyped_array(obj, "leaves")?;
+    if array.ndim() != 3 || array.shape()[2] != 3 || !array.dtype().is_equiv_to(&dtype::<i64>(obj.py())) {
+        return Err(InputError::new_err(format!(
+            "leaves: expected a 3-dimensional int64 array [O, 2**depth, 3] of (c, dy, dx) rows, got dtype {} and \
+             shape {:?}",
+            dtype_name(array),
+            array.shape()
+        )));
+    }
+    let array: PyReadonlyArrayDyn<'_, i64> = obj.extract()?;
+    let (out_channels, per_tree) = (array.shape()[0], array.shape()[1]);
+    let view = array.as_array();
+    let flat: Vec<i64> = view.iter().copied().collect();
+    let mut leaves = Vec::with_capacity(flat.len() / 3);
+    for (k, row) in flat.chunks_exact(3).enumerate() {
+        let Ok(converted) = row.iter().map(|&v| u32::try_from(v)).collect::<Result<Vec<_>, _>>() else {
+            return Err(InputError::new_err(format!(
+                "leaves[{}, {}] = {row:?}: expected nonnegative (c, dy, dx) below 2**32",
+                k / per_tree.max(1),
+                k % per_tree.max(1)
+            )));
+        };
+        leaves.push([converted[0], converted[1], converted[2]]);
+    }
+    Ok((leaves, out_channels, per_tree))
+}
+
+/// Output `[B, O, H', W']` of the tree convolution of `x` `[B, C, H, W]`: tree `o` has the leaves `leaves[o]`
+/// (`[2**depth, 3]` rows `(c, dy, dx)` of the receptive field) and the gate coefficients `coef[o]`
+/// (`[2**depth - 1, 4]`); zero padding.
+#[pyfunction]
+#[pyo3(signature = (x, leaves, coef, kernel_size, stride, padding, *, threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn tree_conv_forward<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    leaves: &Bound<'py, PyAny>,
+    coef: &Bound<'py, PyAny>,
+    kernel_size: (i64, i64),
+    stride: (i64, i64),
+    padding: (i64, i64),
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray4<f32>>> {
+    let threads = kernel_threads(threads);
+    let args = TreeConvArgs::new(x, leaves, coef, kernel_size, stride, padding)?;
+    let x = tensor_slice(&args.x, "x")?;
+    let out = uninit_f32(py, args.output);
+    {
+        let mut guard = out.readwrite();
+        let slice = guard.as_slice_mut().expect("a new array is contiguous");
+        py.allow_threads(|| {
+            bitlogic_train::with_threads(threads, || {
+                bitlogic_train::tree_conv_forward(x, args.shape, args.depth, &args.leaves, &args.coef, slice)
+            })
+        })
+        .map_err(to_py)?;
+    }
+    Ok(out)
+}
+
+type TreeConvGrads<'py> = (Option<Bound<'py, PyArray4<f32>>>, Bound<'py, PyArray3<f32>>);
+
+/// Gradients `(grad_x [B, C, H, W] or None, grad_coef [O, 2**depth - 1, 4])` of `tree_conv_forward` given
+/// `grad_out` `[B, O, H', W']`; `grad_x` only when `need_x`. The trees are recomputed from `x`; positions whose
+/// `grad_out` is exactly 0 are skipped.
+#[pyfunction]
+#[pyo3(signature = (x, leaves, coef, grad_out, kernel_size, stride, padding, need_x, *, threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn tree_conv_backward<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    leaves: &Bound<'py, PyAny>,
+    coef: &Bound<'py, PyAny>,
+    grad_out: &Bound<'py, PyAny>,
+    kernel_size: (i64, i64),
+    stride: (i64, i64),
+    padding: (i64, i64),
+    need_x: bool,
+    threads: Option<usize>,
+) -> PyResult<TreeConvGrads<'py>> {
+    let threads = kernel_threads(threads);
+    let args = TreeConvArgs::new(x, leaves, coef, kernel_size, stride, padding)?;
+    let grad_out = f32_tensor(grad_out, "grad_out", 4, "[B, O, H', W'] (that of the output)")?;
+    if grad_out.shape() != args.output {
+        return Err(InputError::new_err(format!(
+            "grad_out: expected shape {:?} (that of the output), got {:?}",
+            args.output,
+            grad_out.shape()
+        )));
+    }
+    let (x, grad_out) = (tensor_slice(&args.x, "x")?, tensor_slice(&grad_out, "grad_out")?);
+    let grad_x = need_x.then(|| uninit_f32(py, args.shape.input));
+    let mut grad_coef = vec![[0.0f32; 4]; args.coef.len()];
+    {
+        let mut x_guard = grad_x.as_ref().map(|a| a.readwrite());
+        let x_slice = x_guard.as_mut().map(|g| g.as_slice_mut().expect("a new array is contiguous"));
+        py.allow_threads(|| {
+            bitlogic_train::with_threads(threads, || {
+                bitlogic_train::tree_conv_backward(
+                    x,
+                    args.shape,
+                    args.depth,
+                    &args.leaves,
+                    &args.coef,
+                    grad_out,
+                    x_slice,
+                    &mut grad_coef,
+                )
+            })
+        })
+        .map_err(to_py)?;
+    }
+    let [_, o, _, _] = args.output;
+    let rows = grad_coef.len() / o.max(1);
+    let grad_coef = Array3::from_shape_vec((o, rows, 4), grad_coef.into_iter().flatten().collect())
+        .expect("4 values per gate")
+        .into_pyarray(py);
+    Ok((grad_x, grad_coef))
+}
+
 /// Adds the training kernels to the module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gate_forward, m)?)?;
@@ -374,5 +582,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(candidate_backward, m)?)?;
     m.add_function(wrap_pyfunction!(learned_gate_forward, m)?)?;
     m.add_function(wrap_pyfunction!(learned_gate_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(tree_conv_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(tree_conv_backward, m)?)?;
     Ok(())
 }
