@@ -15,6 +15,7 @@ import bitlogic.reference
 from bitlogic.export import ExportError, export_parts
 from bitlogic.nn import (
     BinaryConv2d,
+    BinaryLinear,
     DistributiveThermometer,
     GroupSum,
     LogicConv2d,
@@ -27,7 +28,7 @@ from bitlogic.nn import (
 )
 from bitlogic.ops.conv import output_size, tree_conv
 
-from _exactness import assert_exact, train_steps
+from _exactness import train_steps
 
 
 def naive_tree_conv(x: torch.Tensor, leaves: torch.Tensor, coef: torch.Tensor, kernel: tuple[int, int],
@@ -187,7 +188,8 @@ def test_or_pool_is_the_or_of_each_window() -> None:
         (lambda: LogicConv2d(3, 4, kernel_size=(1, 2, 3)), "LogicConv2d: kernel_size must be an int or a pair"),
         (lambda: LogicConv2d(3, 4, channels_per_tree=0), "LogicConv2d: channels_per_tree must be a positive int"),
         (lambda: LogicConv2d(3, 4, init="zeros"), "LogicConv2d: init must be"),  # type: ignore[arg-type]
-        (lambda: LogicConv2d(3, 4, parametrization="x"), "LogicConv2d: parametrization must be"),  # type: ignore[arg-type]
+        (lambda: LogicConv2d(3, 4, parametrization="x"),  # type: ignore[arg-type]
+         "LogicConv2d: parametrization must be"),
         (lambda: LogicConv2d(3, 4, estimator="x"), "LogicConv2d: estimator must be"),  # type: ignore[arg-type]
         (lambda: LUTConv2d(3, 0), "LUTConv2d: out_channels must be a positive int"),
         (lambda: LUTConv2d(3, 4, n=9), r"LUTConv2d: n must be in 1..8"),
@@ -204,7 +206,8 @@ def test_bad_sizes_name_the_argument(make: object, message: str) -> None:
 
 def test_bad_inputs_name_the_layer_and_the_shape() -> None:
     layer = LogicConv2d(3, 4, kernel_size=5, padding=0)
-    with pytest.raises(ValueError, match=r"LogicConv2d: expected input \[batch, 3, height, width\], got \[2, 4, 6, 6\]"):
+    expected = r"LogicConv2d: expected input \[batch, 3, height, width\], got \[2, 4, 6, 6\]"
+    with pytest.raises(ValueError, match=expected):
         layer(torch.zeros(2, 4, 6, 6))
     with pytest.raises(ValueError, match="LogicConv2d: kernel height 5 is larger than the padded input height 4"):
         layer(torch.zeros(2, 3, 4, 6))
@@ -479,8 +482,6 @@ def exact_model(family: str, seed: int) -> tuple[nn.Sequential, torch.Tensor, tu
 
 
 def binary_dense(i: int, o: int) -> list[nn.Module]:
-    from bitlogic.nn import BinaryLinear
-
     return [BinaryLinear(i, o), nn.BatchNorm1d(o), Sign()]
 
 

@@ -133,8 +133,9 @@ def export_parts(model: nn.Module, input_shape: Sequence[int] | None = None) -> 
         raise ExportError(f"expected a torch.nn.Sequential, got {type(model).__name__}")
     shape = _input_shape(input_shape)
     modules = [(n, m) for n, m in _flatten(model) if _adapter(m) != (True, None)]
-    if modules and isinstance(modules[0][1], nn.Unflatten):
-        shape = _unflatten_shape(*modules[0], shape)
+    first = modules[0][1] if modules else None
+    if isinstance(first, nn.Unflatten):
+        shape = _unflatten_shape(modules[0][0], first, shape)
         modules = modules[1:]
     was_training = model.training
     model.eval()
@@ -157,7 +158,7 @@ def _input_shape(value: Sequence[int] | None) -> Shape | None:
 def _unflatten_shape(name: str, module: nn.Unflatten, given: Shape | None) -> Shape:
     """The image shape of a model that starts with ``nn.Unflatten(1, (C, H, W))``: flat samples ``[B, C*H*W]`` made
     images in C order, which is the order of the file's features, so the reshape itself exports as nothing."""
-    size = tuple(module.unflattened_size)  # type: ignore[arg-type]
+    size = tuple(module.unflattened_size)
     if module.dim != 1 or len(size) != 3:
         raise ExportError(f"{_where(name, module)}: only a first Unflatten(1, (C, H, W)) of flat samples is supported")
     shape = _input_shape(size)

@@ -22,7 +22,14 @@ from torch import Tensor, nn
 
 from bitlogic.nn._conv import check_input, check_input_shape, positive_int, window
 from bitlogic.nn._export import LayerPart, Shape, spatial_part
-from bitlogic.nn.logic import Init, Parametrization, check_gate_options, gate_coefficients, gate_ops, initial_gate_logits
+from bitlogic.nn.logic import (
+    Init,
+    Parametrization,
+    check_gate_options,
+    gate_coefficients,
+    gate_ops,
+    initial_gate_logits,
+)
 from bitlogic.ops.conv import random_leaves, tree_conv
 from bitlogic.ops.estimators import Estimator
 from bitlogic.ops.inputs import float_inputs
