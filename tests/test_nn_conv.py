@@ -546,3 +546,16 @@ def test_dense_models_on_images_export_in_threshold_major_order() -> None:
     flat.load_state_dict(model.state_dict())
     flat_net = check_exact(flat, x.reshape(200, 24), None)  # flat features: feature-major, as before
     assert isinstance(flat_net.encoder, bitlogic.ThresholdEncoder) and flat_net.encoder.bit_order == "feature_major"
+
+
+def test_a_first_unflatten_gives_the_image_shape() -> None:
+    torch.manual_seed(33)
+    model = nn.Sequential(nn.Unflatten(1, (2, 5, 6)), LogicConv2d(2, 4, init="random"), OrPool2d(), nn.Flatten(),
+                          LogicLayer(4 * 2 * 3, 12), GroupSum(3))
+    x = (torch.rand(100, 60, generator=torch.Generator().manual_seed(33)) > 0.5).to(torch.float32)
+    check_exact(model, x, None)
+    check_exact(model, x, (2, 5, 6))
+    with pytest.raises(ExportError, match=r"layer 0 \(Unflatten\): makes images \(2, 5, 6\), but input_shape"):
+        bitlogic.compile(model, input_shape=(1, 10, 6))
+    with pytest.raises(ExportError, match=r"only a first Unflatten\(1, \(C, H, W\)\)"):
+        bitlogic.compile(nn.Sequential(nn.Unflatten(1, (10, 6)), nn.Flatten(), LogicLayer(60, 3), GroupSum(3)))
