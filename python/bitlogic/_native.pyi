@@ -28,6 +28,8 @@ __all__ = [
     "learned_gate_forward",
     "random_network",
     "supported_isas",
+    "tree_conv_backward",
+    "tree_conv_forward",
     "write_atomic",
 ]
 
@@ -172,6 +174,29 @@ def learned_gate_backward(
     *,
     threads: int | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+
+def tree_conv_forward(
+    x: npt.NDArray[np.float32],
+    leaves: npt.NDArray[np.int64],
+    coef: npt.NDArray[np.float32],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    *,
+    threads: int | None = None,
+) -> npt.NDArray[np.float32]: ...
+def tree_conv_backward(
+    x: npt.NDArray[np.float32],
+    leaves: npt.NDArray[np.int64],
+    coef: npt.NDArray[np.float32],
+    grad_out: npt.NDArray[np.float32],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    need_x: bool,
+    *,
+    threads: int | None = None,
+) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.float32]]: ...
 
 def cuda_sources() -> dict[str, str]: ...
 def write_atomic(path: str, data: bytes) -> None: ...
