@@ -66,7 +66,7 @@ test-kernels-asan: build
 	ASAN_OPTIONS=detect_leaks=0 BITLOGIC_EMULATOR_SANITIZE=1 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
 		$(PY) -m pytest -q -p no:cacheprovider tests/test_cuda_logic.py tests/test_cuda_lut.py \
 		tests/test_cuda_binary.py tests/test_cuda_inference.py tests/test_cuda_launch.py tests/test_cuda_emulator.py \
-		tests/test_cuda_candidates.py
+		tests/test_cuda_candidates.py tests/test_cuda_tree_conv.py
 
 # The fast loop: everything here also runs in make test.
 CHECK_PYTEST := tests/test_api.py tests/test_format.py tests/test_golden.py tests/test_reference.py tests/test_engine_vs_reference.py \
@@ -89,6 +89,7 @@ bench-presets: build
 
 # On a machine with a CUDA GPU: the kernel tests on the device (they skip elsewhere) and the GPU training-step bench.
 gpu-check: build
-	$(PY) -m pytest -q tests/test_cuda_compile.py tests/test_cuda_logic.py tests/test_cuda_lut.py tests/test_cuda_binary.py tests/test_cuda_inference.py
+	$(PY) -m pytest -q tests/test_cuda_compile.py tests/test_cuda_logic.py tests/test_cuda_lut.py tests/test_cuda_binary.py tests/test_cuda_inference.py \
+		tests/test_cuda_tree_conv.py
 	$(PY) benches/train_step.py --device cuda
 	$(PY) benches/train_step.py --device cuda --dtype bfloat16
