@@ -225,7 +225,6 @@ fn reader_counts(graph: &Graph) -> Vec<u32> {
 /// still has (its slot is freed after the last), and the program built so far.
 struct Lowering {
     num_inputs: usize,
-    true_slot: u32,
     slot: Vec<u32>,
     uses: Vec<u32>,
     allocator: Slots,
@@ -246,7 +245,6 @@ impl Lowering {
         }
         Lowering {
             num_inputs: graph.num_inputs,
-            true_slot,
             slot,
             uses,
             allocator: Slots { next: true_slot + 1, free: Vec::new() },
@@ -256,13 +254,10 @@ impl Lowering {
         }
     }
 
-    /// The slot holding signal `s` (TRUE for the inverted constant; other inversions are absorbed by the reader).
+    /// The slot holding the node of signal `s`. Its readers absorb the inversion (into the truth table or the
+    /// weights), so TRUE, the inverted constant, reads the FALSE slot: the TRUE slot would invert it twice.
     fn slot_of(&self, s: Signal) -> u32 {
-        if node_of(s) == 0 && is_inverted(s) {
-            self.true_slot
-        } else {
-            self.slot[node_of(s)]
-        }
+        self.slot[node_of(s)]
     }
 
     /// One reader of node `id` has run: its slot is freed after the last (encoder bits and the constant are fixed).
