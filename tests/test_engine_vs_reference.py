@@ -17,7 +17,20 @@ from hypothesis import strategies as hs
 
 import bitlogic
 from bitlogic import reference
-from bitlogic.spec import BinaryLayer, BitsEncoder, Encoder, GateLayer, Layer, LutLayer, ThresholdEncoder
+from bitlogic.spec import (
+    BinaryLayer,
+    BitsEncoder,
+    ConvBinaryLayer,
+    ConvGateLayer,
+    ConvLutLayer,
+    Encoder,
+    GateLayer,
+    Layer,
+    LutLayer,
+    OrPoolLayer,
+    ThresholdEncoder,
+    layer_parts,
+)
 
 BATCH_SIZES = [1, 63, 64, 65, 1000]
 KINDS = ("gates", "luts", "binary")
@@ -229,11 +242,13 @@ def _assert_same_parts(a: Any, b: Any) -> None:
     assert len(a.layers) == len(b.layers)
     for la, lb in zip(a.layers, b.layers):
         assert type(la) is type(lb)
-        for field in ("inputs", "ops", "tables", "weights", "thresholds"):
+        for field in ("inputs", "leaves", "ops", "tables", "weights", "thresholds"):
             if hasattr(la, field):
                 left, right = getattr(la, field), getattr(lb, field)
                 assert left.dtype == right.dtype, field
                 np.testing.assert_array_equal(left, right, err_msg=field)
+        # A spatial layer's geometry (input shape, window, stride, padding, pad_value): the fourth item of its part.
+        assert layer_parts(la)[3:] == layer_parts(lb)[3:]
 
 
 @settings(max_examples=30, deadline=None)
@@ -286,3 +301,126 @@ def test_saved_file_of_every_kind_loads_from_an_independent_writer(tmp_path: Pat
     for form in INPUT_FORMS["thresholds"]:
         x = make_input(encoder, 300, rng, form)
         check(encoder, layers, 4, x, net=net)
+
+
+# -- spatial layers (format 1.2) --------------------------------------------------------------------------------------
+
+SPATIAL_KINDS = ("conv_gates", "conv_luts", "conv_binary", "or_pool")
+
+
+def make_spatial_layer(draw: hs.DrawFn, kind: str, shape: tuple[int, int, int], rng: np.random.Generator) -> Layer:
+    """A random spatial layer of ``kind`` over images of ``shape``: window, stride and padding drawn so that the
+    window fits, often with padding and strides that leave odd output sizes."""
+    c, h, w = shape
+    padding = (0, 0) if kind == "or_pool" else (draw(hs.integers(0, 2)), draw(hs.integers(0, 2)))
+    kernel = (draw(hs.integers(1, min(3, h + 2 * padding[0]))), draw(hs.integers(1, min(3, w + 2 * padding[1]))))
+    stride = (draw(hs.integers(1, 2)), draw(hs.integers(1, 2)))
+    if kind == "or_pool":
+        return OrPoolLayer(shape, kernel_size=kernel, stride=stride)
+    geometry: dict[str, Any] = {"kernel_size": kernel, "stride": stride, "padding": padding}
+    out = draw(hs.integers(1, 4))
+
+    def leaves(count: int) -> np.ndarray:
+        return np.stack([rng.integers(0, limit, size=(out, count)) for limit in (c, *kernel)], axis=-1)
+
+    if kind == "conv_gates":
+        depth = draw(hs.integers(1, 4))
+        ops = rng.integers(0, 16, size=(out, (1 << depth) - 1))
+        return ConvGateLayer(shape, leaves(1 << depth), ops, **geometry)
+    if kind == "conv_luts":
+        arity = draw(hs.integers(1, 6))
+        density = rng.uniform(0.05, 0.95, size=(out, 1))
+        tables = (rng.random((out, 1 << arity)) < density).astype(np.uint8)
+        return ConvLutLayer(shape, leaves(arity), tables, **geometry)
+    n = c * kernel[0] * kernel[1]
+    # The dot lies in [-n, n] and has the parity of n (away from padding); thresholds near 0 decide, the rest probe
+    # the constant ends.
+    thresholds = np.where(rng.random(out) < 0.7, rng.integers(-3, 4, size=out), rng.integers(-n - 2, n + 3, size=out))
+    weights = rng.integers(0, 2, size=(out, n))
+    return ConvBinaryLayer(shape, weights, thresholds, pad_value=draw(hs.integers(0, 1)), **geometry)
+
+
+@hs.composite
+def spatial_networks(
+    draw: hs.DrawFn, kinds: tuple[str, ...] = SPATIAL_KINDS, max_layers: int = 3
+) -> tuple[Encoder, list[Layer], int, np.random.Generator]:
+    """An image encoder (bits, or a thermometer whose threshold_major bits are channels ``t*C + c``), spatial
+    layers of ``kinds``, then sometimes a dense gate layer before the head."""
+    rng = np.random.default_rng(draw(hs.integers(0, 2**32 - 1)))
+    channels, h, w = draw(hs.integers(1, 3)), draw(hs.integers(1, 7)), draw(hs.integers(1, 7))
+    encoder: Encoder
+    if draw(hs.booleans()):
+        encoder = BitsEncoder(channels * h * w)
+        shape = (channels, h, w)
+    else:
+        per_feature = draw(hs.integers(1, 3))
+        thresholds = (rng.integers(-4, 16, size=(channels * h * w, per_feature)) * 0.5).astype(np.float32)
+        encoder = ThresholdEncoder(thresholds, "threshold_major")
+        shape = (channels * per_feature, h, w)
+    layers: list[Layer] = []
+    for _ in range(draw(hs.integers(1, max_layers))):
+        layer = make_spatial_layer(draw, draw(hs.sampled_from(kinds)), shape, rng)
+        layers.append(layer)
+        shape = layer.output_shape  # type: ignore[union-attr]
+    width = layers[-1].width
+    if draw(hs.booleans()):
+        k = draw(hs.integers(1, 4))
+        layers.append(make_layer("gates", k * draw(hs.integers(1, 8)), width, rng, 2))
+        return encoder, layers, k, rng
+    return encoder, layers, draw(hs.sampled_from([d for d in range(1, 5) if width % d == 0])), rng
+
+
+def check_every_path(encoder: Encoder, layers: list[Layer], k: int, x: np.ndarray) -> bitlogic.Network:
+    """The engine on every supported instruction-set path, optimized or not, equals the reference."""
+    net = bitlogic.Network.from_arrays(encoder, layers, k)
+    check(encoder, layers, k, x, net=net)
+    expected = reference.scores(encoder, layers, k, x)
+    for isa in bitlogic.supported_isas():
+        for optimize in (True, False):
+            np.testing.assert_array_equal(
+                net.scores(x, isa=isa, optimize=optimize), expected,  # type: ignore[arg-type]
+                err_msg=f"{isa}, optimize={optimize}")
+    return net
+
+
+@pytest.mark.parametrize("kind", SPATIAL_KINDS)
+@settings(max_examples=25, deadline=None)
+@given(data=hs.data())
+def test_spatial_networks_of_each_kind(kind: str, data: hs.DataObject) -> None:
+    encoder, layers, k, rng = data.draw(spatial_networks(kinds=(kind,)))
+    n = data.draw(hs.sampled_from(BATCH_SIZES[:4]))
+    form = data.draw(hs.sampled_from(INPUT_FORMS[_encoder_kind(encoder)]))
+    check_every_path(encoder, layers, k, make_input(encoder, n, rng, form))
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=hs.data())
+def test_mixed_spatial_networks(data: hs.DataObject) -> None:
+    encoder, layers, k, rng = data.draw(spatial_networks(max_layers=4))
+    n = data.draw(hs.sampled_from(BATCH_SIZES))
+    form = data.draw(hs.sampled_from(INPUT_FORMS[_encoder_kind(encoder)]))
+    check_every_path(encoder, layers, k, make_input(encoder, n, rng, form))
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=hs.data())
+def test_spatial_save_load_round_trip(tmp_path_factory: pytest.TempPathFactory, data: hs.DataObject) -> None:
+    import _safetensors as st
+
+    encoder, layers, k, rng = data.draw(spatial_networks(max_layers=4))
+    net = bitlogic.Network.from_arrays(encoder, layers, k)
+    path = tmp_path_factory.mktemp("round") / "net.bitlogic"
+    net.save(path)
+    loaded = bitlogic.load(path)
+    assert loaded == net and loaded.stats() == net.stats()
+    spec_view = type("Parts", (), {"encoder": encoder, "layers": layers})()
+    _assert_same_parts(net, spec_view)
+    _assert_same_parts(loaded, spec_view)
+    # The engine's file follows the specification as the independent reader knows it, and the independent writer's
+    # file of the same network loads as an equal one.
+    decoded = st.read_network(path.read_bytes())
+    assert decoded.metadata["format_version"] == "1.2"
+    _assert_same_parts(decoded, spec_view)
+    assert bitlogic.Network.from_bytes(st.network_bytes(encoder, layers, k)) == net
+    x = make_input(encoder, 65, rng, INPUT_FORMS[_encoder_kind(encoder)][0])
+    np.testing.assert_array_equal(loaded.scores(x), reference.scores(encoder, layers, k, x))

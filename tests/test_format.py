@@ -222,8 +222,8 @@ def test_engine_file_decodes_independently(tmp_path: Path) -> None:
     net.save(path)
     decoded = st.read_network(path.read_bytes())
     assert decoded.metadata["format"] == "bitlogic"
-    # The writer writes the current version, 1.1, with the digest of the data (checked by read_network).
-    assert decoded.metadata["format_version"] == "1.1" == bitlogic._native.FORMAT_VERSION
+    # The writer writes the current version, 1.2, with the digest of the data (checked by read_network).
+    assert decoded.metadata["format_version"] == "1.2" == bitlogic._native.FORMAT_VERSION
     assert decoded.metadata[st.DIGEST_KEY] == st.digest(st.split(path.read_bytes())[1])
     assert decoded.num_classes == k and decoded.tau == tau
     x = sample_features()
@@ -1064,3 +1064,56 @@ def test_tensor_data_is_little_endian(tmp_path: Path) -> None:
     np.testing.assert_array_equal(net.encoder.thresholds, [[1.0]])
     x = np.array([[0.5], [1.0], [1.5]], dtype=np.float32)
     assert net.scores(x)[:, 0].tolist() == [0, 0, 1]
+
+
+# -- spatial layers (format 1.2) --------------------------------------------------------------------------------------
+
+
+def spatial_parts() -> tuple[BitsEncoder, list[Layer], int]:
+    from bitlogic.spec import ConvBinaryLayer, ConvGateLayer, ConvLutLayer, OrPoolLayer
+
+    rng = np.random.default_rng(12)
+    first = ConvGateLayer((2, 5, 4), np.stack([rng.integers(0, n, size=(3, 4)) for n in (2, 3, 3)], axis=-1),
+                          rng.integers(0, 16, size=(3, 3)), padding=1)
+    pool = OrPoolLayer(first.output_shape, kernel_size=(2, 1), stride=(1, 2))
+    luts = ConvLutLayer(pool.output_shape, np.stack([rng.integers(0, n, size=(2, 3)) for n in (3, 2, 2)], axis=-1),
+                        rng.integers(0, 2, size=(2, 8)), kernel_size=2, stride=(2, 1), padding=(1, 0))
+    binary = ConvBinaryLayer(luts.output_shape, rng.integers(0, 2, size=(2, 2)), [0, -1], kernel_size=1,
+                             pad_value=0)
+    return BitsEncoder(40), [first, pool, luts, binary], 2
+
+
+def test_spatial_file_written_independently_loads_and_decodes(tmp_path: Path) -> None:
+    encoder, layers, k = spatial_parts()
+    data = st.network_bytes(encoder, layers, k)
+    net = load_bytes(tmp_path, data)
+    assert net == bitlogic.Network.from_arrays(encoder, layers, k)
+    x = np.random.default_rng(3).integers(0, 2, size=(130, 40)).astype(bool)
+    np.testing.assert_array_equal(net.scores(x), reference.scores(encoder, layers, k, x))
+    decoded = st.read_network(net.to_bytes())
+    assert decoded.metadata["format_version"] == "1.2"
+    assert [d["kind"] for d in decoded.description["layers"]] == ["conv_gates", "or_pool", "conv_luts", "conv_binary"]
+    assert sorted(decoded.tensor_order) == ["layers.0.leaves", "layers.0.ops", "layers.2.leaves", "layers.2.tables",
+                                            "layers.3.thresholds", "layers.3.weights"]  # or_pool has none
+
+
+@pytest.mark.parametrize("layer,key,value,words", [
+    (0, "width", 5, ["width", "5"]),
+    (0, "dilation", [1, 1], ["dilation"]),
+    (0, "padding", [1], ["padding"]),
+    (0, "out_channels", 4, ["width"]),
+    (0, "input_shape", [4, 5, 2], ["width"]),  # 40 bits still, but another output size
+    (1, "padding", [0, 0], ["padding"]),
+    (0, "depth", 3, ["leaves"]),
+    (3, "pad_value", 2, ["pad_value"]),
+    (2, "stride", [0, 1], ["stride"]),
+])
+def test_bad_spatial_descriptions_name_the_key(layer: int, key: str, value: Any, words: list[str]) -> None:
+    encoder, layers, k = spatial_parts()
+    description = st.network_description(encoder, layers, k)
+    description["layers"][layer][key] = value
+    data = st.write(st.network_tensors(encoder, layers), st.network_metadata(description, "1.2"), with_digest=True)
+    with pytest.raises(bitlogic.FormatError) as info:
+        bitlogic.Network.from_bytes(data)
+    for word in words:
+        assert any(w in str(info.value) for w in word.split("|")), (word, str(info.value))
