@@ -66,7 +66,7 @@ def test_every_case_has_its_files() -> None:
     readme = (GOLDEN / "README.md").read_text()
     for name, (version, _, _) in cases.items():
         assert f"`v{version}/{name}`" in readme, f"README.md does not describe v{version}/{name}"
-    assert {"1.0", "1.1"} <= {version for version, _, _ in cases.values()}
+    assert {"1.0", "1.1", "1.2"} <= {version for version, _, _ in cases.values()}
 
 
 def test_every_layer_kind_and_arity_is_covered() -> None:
@@ -76,7 +76,8 @@ def test_every_layer_kind_and_arity_is_covered() -> None:
         d = description_of(path.read_bytes())
         kinds.update(f"luts{layer['arity']}" if layer["kind"] == "luts" else layer["kind"] for layer in d["layers"])
         orders.add(d["encoder"].get("bit_order", "bits"))
-    assert kinds == {"gates", "binary", *(f"luts{n}" for n in range(1, 9))}
+    assert kinds == {"gates", "binary", *(f"luts{n}" for n in range(1, 9)), "conv_gates", "conv_luts", "conv_binary",
+                     "or_pool"}
     assert orders == {"bits", "feature_major", "threshold_major"}
 
 

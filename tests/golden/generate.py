@@ -21,6 +21,8 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -29,7 +31,19 @@ sys.path.insert(0, str(HERE.parent))  # for tests/_safetensors.py
 import _safetensors as st  # noqa: E402
 import bitlogic  # noqa: E402
 from bitlogic import reference  # noqa: E402
-from bitlogic.spec import BinaryLayer, BitsEncoder, Encoder, GateLayer, Layer, LutLayer, ThresholdEncoder  # noqa: E402
+from bitlogic.spec import (  # noqa: E402
+    BinaryLayer,
+    BitsEncoder,
+    ConvBinaryLayer,
+    ConvGateLayer,
+    ConvLutLayer,
+    Encoder,
+    GateLayer,
+    Layer,
+    LutLayer,
+    OrPoolLayer,
+    ThresholdEncoder,
+)
 
 ROWS = 150  # two full words of samples and a partial third
 
@@ -85,6 +99,30 @@ def stack(rng: np.random.Generator, encoder: Encoder, specs: list[tuple[str, int
             layers.append(binary(rng, inputs, width))
         inputs = width
     return layers
+
+
+def leaves(rng: np.random.Generator, channels: int, count: int, shape: tuple[int, int, int],
+           kernel: tuple[int, int]) -> np.ndarray:
+    """Random ``(c, dy, dx)`` leaves ``[channels, count, 3]`` over a window of ``kernel`` on images of ``shape``."""
+    return np.stack([rng.integers(0, limit, size=(channels, count)) for limit in (shape[0], *kernel)], axis=-1)
+
+
+def conv_gates(rng: np.random.Generator, shape: tuple[int, int, int], channels: int, depth: int,
+               kernel_size: tuple[int, int] = (3, 3), **geometry: Any) -> ConvGateLayer:
+    ops = rng.integers(0, 16, size=(channels, (1 << depth) - 1))
+    ops.flat[:16] = np.arange(min(16, ops.size))  # every op code that fits
+    tree_leaves = leaves(rng, channels, 1 << depth, shape, kernel_size)
+    return ConvGateLayer(shape, tree_leaves, ops, kernel_size=kernel_size, **geometry)
+
+
+def conv_binary(rng: np.random.Generator, shape: tuple[int, int, int], channels: int,
+                kernel_size: tuple[int, int] = (3, 3), **geometry: Any) -> ConvBinaryLayer:
+    n = shape[0] * kernel_size[0] * kernel_size[1]
+    # Thresholds on the dot near 0 (outputs that vary) and two constant ones (below -n, above n).
+    thresholds = rng.integers(-3, 4, size=channels)
+    thresholds[:2] = [-n - 1, n + 1]
+    weights = rng.integers(0, 2, size=(channels, n))
+    return ConvBinaryLayer(shape, weights, thresholds, kernel_size=kernel_size, **geometry)
 
 
 # -- inputs -----------------------------------------------------------------------------------------------------------
@@ -222,6 +260,58 @@ def _all_kinds(rng: np.random.Generator) -> tuple[Net, np.ndarray]:
     specs = [("gates", 64, 0), ("luts", 50, 1), ("luts", 45, 8), ("binary", 40, 0), ("luts", 36, 4), ("gates", 24, 0)]
     info = {"producer": "tests/golden/generate.py", "format": "1.1"}
     return Net(encoder, stack(rng, encoder, specs), 4, tau=1.5, info=info), float_inputs(rng, encoder)
+
+
+@case("conv_gates", "1.2", "format 1.2: bits encoder of 2 x 7 x 6 images -> conv_gates (depth 3, 3 x 3, padding 1, "
+      "every op code) -> conv_gates (depth 1, 2 x 3, stride 2) -> or_pool 2 x 2 -> gates")
+def _conv_gates(rng: np.random.Generator) -> tuple[Net, np.ndarray]:
+    first = conv_gates(rng, (2, 7, 6), 6, 3, padding=(1, 1))
+    second = conv_gates(rng, first.output_shape, 5, 1, kernel_size=(2, 3), stride=(2, 2))
+    pool = OrPoolLayer(second.output_shape)
+    head = gates(rng, pool.width, 12)
+    return Net(BitsEncoder(84), [first, second, pool, head], 4), bit_inputs(rng, 84)
+
+
+@case("conv_luts", "1.2", "format 1.2: threshold encoder (5 x 5 image, 2 thresholds, threshold_major: a 2-channel "
+      "image) -> conv_luts (4 inputs, 3 x 3, stride 2, padding (1, 0)) -> conv_luts (1 and 6 inputs) -> LUTs")
+def _conv_luts(rng: np.random.Generator) -> tuple[Net, np.ndarray]:
+    encoder = threshold_encoder(rng, 25, 2, "threshold_major")
+    shape = (2, 5, 5)
+    layers: list[Layer] = []
+    # (arity, geometry) of the three conv_luts layers.
+    geometries: list[tuple[int, dict[str, Any]]] = [
+        (4, {"stride": (2, 2), "padding": (1, 0)}),
+        (1, {"kernel_size": (1, 1)}),
+        (6, {"kernel_size": (2, 2), "padding": (1, 1)}),
+    ]
+    for arity, geometry in geometries:
+        kernel = geometry.get("kernel_size", (3, 3))
+        tables = rng.integers(0, 2, size=(4, 1 << arity))
+        layer = ConvLutLayer(shape, leaves(rng, 4, arity, shape, kernel), tables, **geometry)
+        layers.append(layer)
+        shape = layer.output_shape
+    layers.append(luts(rng, layers[-1].width, 9, 3))
+    return Net(encoder, layers, 3), float_inputs(rng, encoder)
+
+
+@case("conv_binary", "1.2", "format 1.2: bits encoder of 3 x 6 x 5 images -> conv_binary (one padding, 3 x 3, "
+      "padding 1) -> conv_binary (zero padding, 2 x 2, stride 2, padding 1) -> dense binary; constant channels")
+def _conv_binary(rng: np.random.Generator) -> tuple[Net, np.ndarray]:
+    first = conv_binary(rng, (3, 6, 5), 5, padding=(1, 1), pad_value=1)
+    second = conv_binary(rng, first.output_shape, 4, kernel_size=(2, 2), stride=(2, 2), padding=(1, 1), pad_value=0)
+    dense = binary(rng, second.width, 8)
+    return Net(BitsEncoder(90), [first, second, dense], 2), bit_inputs(rng, 90)
+
+
+@case("or_pool", "1.2", "format 1.2: bits encoder of 3 x 9 x 9 images -> or_pool (3 x 3, stride 2) -> conv_gates "
+      "(depth 2) -> or_pool (2 x 1, stride (1, 2): odd sizes) -> gates")
+def _or_pool(rng: np.random.Generator) -> tuple[Net, np.ndarray]:
+    # Sparse images, so that an OR over a window is not almost always 1.
+    x = (rng.random((ROWS, 243)) < 0.04).astype(np.uint8)
+    first = OrPoolLayer((3, 9, 9), kernel_size=(3, 3), stride=(2, 2))
+    tree = conv_gates(rng, first.output_shape, 4, 2, padding=(1, 1))
+    second = OrPoolLayer(tree.output_shape, kernel_size=(2, 1), stride=(1, 2))
+    return Net(BitsEncoder(243), [first, tree, second, gates(rng, second.width, 10)], 5), x
 
 
 # -- writing ----------------------------------------------------------------------------------------------------------
