@@ -17,6 +17,8 @@ use proptest::test_runner::TestCaseError;
 /// Batch sizes around the 64-sample word and the block widths of 2, 4 and 8 words.
 const BATCHES: [usize; 10] = [1, 63, 64, 65, 129, 257, 511, 512, 513, 1000];
 const MAX_BATCH: usize = 1000;
+/// The batch of the convolutional networks, whose reference evaluation costs more per sample.
+const SPATIAL_BATCH: usize = 300;
 
 /// Every supported instruction set with one, two and the default number of threads, optimized, and on one thread
 /// with optimization off.
@@ -132,6 +134,34 @@ proptest! {
         check_all_batches(&reference, &net, &batch)?;
     }
 
+    /// Convolutional stacks over an image encoder (1 to 3 spatial layers of every kind, each reading the shape the
+    /// one before it made, then up to one dense layer), on batches up to 300 samples (past four words).
+    #[test]
+    fn spatial_networks_match_reference(
+        reference in spatial_network_strategy(3, 1),
+        kind in 0usize..4,
+        seed in any::<u64>(),
+    ) {
+        let net = reference.build();
+        check_accessors(&reference, &net)?;
+        let batch = random_batch(&reference, kind_for(&reference, kind), SPATIAL_BATCH, seed);
+        check_all_batches(&reference, &net, &batch)?;
+    }
+
+    /// One spatial layer of each kind straight into GroupSum: every output bit is a class's vote, so no output is
+    /// dead and every position's result is compared.
+    #[test]
+    fn single_spatial_layers_match_reference(
+        reference in spatial_network_strategy(1, 0),
+        kind in 0usize..4,
+        seed in any::<u64>(),
+    ) {
+        let net = reference.build();
+        check_accessors(&reference, &net)?;
+        let batch = random_batch(&reference, kind_for(&reference, kind), SPATIAL_BATCH, seed);
+        check_all_batches(&reference, &net, &batch)?;
+    }
+
     /// The encoder alone: GroupSum straight over the encoder's bits.
     #[test]
     fn encoder_only_networks_match_reference(
@@ -172,59 +202,93 @@ proptest! {
     /// independent writer, and writes the tensors and description the format prescribes.
     #[test]
     fn save_load_round_trips(reference in any_network(), kind in 0usize..4, seed in any::<u64>()) {
-        let net = reference.build();
-        let bytes = net.to_bytes().unwrap();
-        let loaded = Network::from_bytes(&bytes).unwrap();
-        // Everything but tau first, so that a tau failure (checked last) does not hide another one.
-        prop_assert_eq!(loaded.encoder(), net.encoder());
-        prop_assert_eq!(loaded.layers(), net.layers());
-        prop_assert_eq!(loaded.num_classes(), net.num_classes());
-        prop_assert_eq!(loaded.info(), &reference.info);
-        let batch = random_batch(&reference, kind_for(&reference, kind), 200, seed);
-        let options = EvalOptions::default();
-        prop_assert_eq!(loaded.scores(batch.input(), &options).unwrap(), net.scores(batch.input(), &options).unwrap());
-        let labels = loaded.predict(batch.input(), &options).unwrap();
-        prop_assert_eq!(labels, net.predict(batch.input(), &options).unwrap());
-
-        // A file from the independent writer, of either version, loads as the same network.
-        let independent = Network::from_bytes(&reference.file_bytes()).unwrap();
-        prop_assert_eq!(independent.encoder(), net.encoder());
-        prop_assert_eq!(independent.layers(), net.layers());
-        prop_assert_eq!(independent.info(), net.info());
-        prop_assert_eq!(&Network::from_bytes(&reference.file_bytes_v1_1()).unwrap(), &independent);
-
-        // The engine's file holds exactly the tensors and description of FORMAT.md.
-        let (header, data) = split_container(&bytes);
-        let (description, tensors) = reference.file_parts();
-        let metadata = header["__metadata__"].as_object().unwrap();
-        let mut keys: Vec<&str> = metadata.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        prop_assert_eq!(keys, vec!["data_sha256", "format", "format_version", "network"]);
-        prop_assert_eq!(metadata["format"].as_str(), Some("bitlogic"));
-        prop_assert_eq!(metadata["format_version"].as_str(), Some("1.1"));
-        let digest = sha256_hex(&data);
-        prop_assert_eq!(metadata["data_sha256"].as_str(), Some(digest.as_str()));
-        let text = metadata["network"].as_str().unwrap();
-        let written: serde_json::Value = serde_json::from_str(text).unwrap();
-        // tau's text is also parsed with the standard library, which rounds correctly whatever serde_json's features.
-        prop_assert_eq!(written_tau(text), reference.tau, "tau in {}", text);
-        prop_assert_eq!(&written, &description);
-        let object = header.as_object().unwrap();
-        prop_assert_eq!(object.len(), tensors.len() + 1, "tensors: {:?}", object.keys().collect::<Vec<_>>());
-        for t in &tensors {
-            let entry = object.get(&t.name).ok_or_else(|| TestCaseError::fail(format!("no tensor {}", t.name)))?;
-            prop_assert_eq!(entry["dtype"].as_str(), Some(t.dtype), "{}", t.name);
-            prop_assert_eq!(&entry["shape"], &serde_json::json!(t.shape), "{}", t.name);
-            let begin = entry["data_offsets"][0].as_u64().unwrap() as usize;
-            let end = entry["data_offsets"][1].as_u64().unwrap() as usize;
-            prop_assert_eq!(&data[begin..end], &t.data[..], "{}", t.name);
-        }
-
-        // Last: the whole network, tau included, is equal after a round trip (and from the independent writer).
-        prop_assert_eq!(loaded.tau(), reference.tau, "tau after to_bytes/from_bytes");
-        prop_assert_eq!(&loaded, &net);
-        prop_assert_eq!(&independent, &net);
+        check_round_trip(&reference, kind, seed)?;
     }
+}
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    /// The round trip of [`save_load_round_trips`] for convolutional stacks.
+    #[test]
+    fn spatial_save_load_round_trips(reference in spatial_network_strategy(3, 1), kind in 0usize..4, seed in any::<u64>()) {
+        check_round_trip(&reference, kind, seed)?;
+    }
+
+    /// The largest trees and tables of the format (depth 8: 256 leaves and 255 gates per position; 8 inputs: a
+    /// 256-entry table) over small images, alone.
+    #[test]
+    fn deepest_trees_and_widest_tables_match_reference(
+        reference in spatial_network_of(
+            prop_oneof![Just(Kind::ConvGates(8)), (7usize..=8).prop_map(Kind::ConvLuts)].boxed(), 1, 0
+        ),
+        kind in 0usize..4,
+        seed in any::<u64>(),
+    ) {
+        let net = reference.build();
+        check_accessors(&reference, &net)?;
+        let batch = random_batch(&reference, kind_for(&reference, kind), 130, seed);
+        check_all_batches(&reference, &net, &batch)?;
+    }
+}
+
+/// The checks of [`save_load_round_trips`] on one network.
+fn check_round_trip(reference: &RefNet, kind: usize, seed: u64) -> Result<(), TestCaseError> {
+    let net = reference.build();
+    let bytes = net.to_bytes().unwrap();
+    let loaded = Network::from_bytes(&bytes).unwrap();
+    // Everything but tau first, so that a tau failure (checked last) does not hide another one.
+    prop_assert_eq!(loaded.encoder(), net.encoder());
+    prop_assert_eq!(loaded.layers(), net.layers());
+    prop_assert_eq!(loaded.num_classes(), net.num_classes());
+    prop_assert_eq!(loaded.info(), &reference.info);
+    let batch = random_batch(reference, kind_for(reference, kind), 200, seed);
+    let options = EvalOptions::default();
+    prop_assert_eq!(loaded.scores(batch.input(), &options).unwrap(), net.scores(batch.input(), &options).unwrap());
+    let labels = loaded.predict(batch.input(), &options).unwrap();
+    prop_assert_eq!(labels, net.predict(batch.input(), &options).unwrap());
+
+    // A file from the independent writer, of any version, loads as the same network (FORMAT.md 2: a reader reads the
+    // kinds it knows in a file of any 1.x).
+    let independent = Network::from_bytes(&reference.file_bytes()).unwrap();
+    prop_assert_eq!(independent.encoder(), net.encoder());
+    prop_assert_eq!(independent.layers(), net.layers());
+    prop_assert_eq!(independent.info(), net.info());
+    prop_assert_eq!(&Network::from_bytes(&reference.file_bytes_v1_1()).unwrap(), &independent);
+    prop_assert_eq!(&Network::from_bytes(&reference.file_bytes_v1_2()).unwrap(), &independent);
+
+    // The engine's file holds exactly the tensors and description of FORMAT.md.
+    let (header, data) = split_container(&bytes);
+    let (description, tensors) = reference.file_parts();
+    let metadata = header["__metadata__"].as_object().unwrap();
+    let mut keys: Vec<&str> = metadata.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    prop_assert_eq!(keys, vec!["data_sha256", "format", "format_version", "network"]);
+    prop_assert_eq!(metadata["format"].as_str(), Some("bitlogic"));
+    prop_assert_eq!(metadata["format_version"].as_str(), Some("1.2"));
+    let digest = sha256_hex(&data);
+    prop_assert_eq!(metadata["data_sha256"].as_str(), Some(digest.as_str()));
+    let text = metadata["network"].as_str().unwrap();
+    let written: serde_json::Value = serde_json::from_str(text).unwrap();
+    // tau's text is also parsed with the standard library, which rounds correctly whatever serde_json's features.
+    prop_assert_eq!(written_tau(text), reference.tau, "tau in {}", text);
+    prop_assert_eq!(&written, &description);
+    let object = header.as_object().unwrap();
+    prop_assert_eq!(object.len(), tensors.len() + 1, "tensors: {:?}", object.keys().collect::<Vec<_>>());
+    for t in &tensors {
+        let entry = object.get(&t.name).ok_or_else(|| TestCaseError::fail(format!("no tensor {}", t.name)))?;
+        prop_assert_eq!(entry["dtype"].as_str(), Some(t.dtype), "{}", t.name);
+        prop_assert_eq!(&entry["shape"], &serde_json::json!(t.shape), "{}", t.name);
+        let begin = entry["data_offsets"][0].as_u64().unwrap() as usize;
+        let end = entry["data_offsets"][1].as_u64().unwrap() as usize;
+        prop_assert_eq!(&data[begin..end], &t.data[..], "{}", t.name);
+    }
+
+    // Last: the whole network, tau included, is equal after a round trip (and from the independent writer).
+    prop_assert_eq!(loaded.tau(), reference.tau, "tau after to_bytes/from_bytes");
+    prop_assert_eq!(&loaded, &net);
+    prop_assert_eq!(&independent, &net);
+    Ok(())
 }
 
 /// The number after `"tau":` in a compact description, parsed with the standard library.

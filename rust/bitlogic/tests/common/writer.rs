@@ -82,10 +82,25 @@ impl RefNet {
 
     /// The network file, from the independent writer, of version 1.1 (with the digest of its data).
     pub fn file_bytes_v1_1(&self) -> Vec<u8> {
+        self.file_bytes_with_digest("1.1")
+    }
+
+    /// The network file, from the independent writer, of version 1.2 (the first with the spatial kinds).
+    pub fn file_bytes_v1_2(&self) -> Vec<u8> {
+        self.file_bytes_with_digest("1.2")
+    }
+
+    /// The network file of a version with the digest of its data (1.1 and later).
+    fn file_bytes_with_digest(&self, version: &str) -> Vec<u8> {
         let (description, tensors) = self.file_parts();
         let mut metadata = standard_metadata(&description);
-        metadata["format_version"] = json!("1.1");
+        metadata["format_version"] = json!(version);
         write_container(&with_digest(metadata, &tensors), &tensors)
+    }
+
+    /// Whether a layer is of a spatial kind, which files of format 1.2 and later hold.
+    pub fn has_spatial_layers(&self) -> bool {
+        self.layers.iter().any(|l| l.output_shape().is_some())
     }
 }
 

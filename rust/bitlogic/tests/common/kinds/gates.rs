@@ -38,15 +38,8 @@ impl LayerModel for RefGates {
         self.gates.len()
     }
 
-    /// Bit `3 - (2a + b)` of the op code, the truth table read from the top.
     fn forward(&self, x: &[bool]) -> Vec<bool> {
-        self.gates
-            .iter()
-            .map(|g| {
-                let (a, b) = (x[g.a] as u8, x[g.b] as u8);
-                (g.op >> (3 - (2 * a + b))) & 1 == 1
-            })
-            .collect()
+        self.gates.iter().map(|g| apply_op(g.op, x[g.a], x[g.b])).collect()
     }
 
     fn build(&self, _pack_here: bool) -> Layer {
@@ -63,6 +56,11 @@ impl LayerModel for RefGates {
         tensors.push(RawTensor::new(format!("{prefix}.ops"), "U8", vec![w], ops));
         Map::new()
     }
+}
+
+/// Op code `op` on inputs `a` and `b`: bit `3 - (2a + b)` of the code, the truth table read from the top.
+pub fn apply_op(op: u8, a: bool, b: bool) -> bool {
+    (op >> (3 - (2 * a as u8 + b as u8))) & 1 == 1
 }
 
 /// `width` gates of any op code reading `inputs` bits.

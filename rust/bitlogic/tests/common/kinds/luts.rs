@@ -49,15 +49,8 @@ impl LayerModel for RefLuts {
         self.luts.len()
     }
 
-    /// The entry at the address whose bit `j` is wire `j`.
     fn forward(&self, x: &[bool]) -> Vec<bool> {
-        self.luts
-            .iter()
-            .map(|l| {
-                let address: usize = l.wires.iter().enumerate().map(|(j, &w)| (x[w] as usize) << j).sum();
-                l.entries[address]
-            })
-            .collect()
+        self.luts.iter().map(|l| look_up(&l.entries, l.wires.iter().map(|&w| x[w]))).collect()
     }
 
     fn build(&self, pack_here: bool) -> Layer {
@@ -83,10 +76,25 @@ impl LayerModel for RefLuts {
     }
 }
 
+/// The entry of `entries` at the address whose bit `j` is the `j`-th of `inputs`.
+pub fn look_up(entries: &[bool], inputs: impl Iterator<Item = bool>) -> bool {
+    entries[inputs.enumerate().map(|(j, bit)| (bit as usize) << j).sum::<usize>()]
+}
+
+/// The `2^arity` entries of a table: mostly random, sometimes constant (which the optimizer folds away).
+pub fn table_strategy(arity: usize) -> impl Strategy<Value = Vec<bool>> {
+    let entries = 1 << arity;
+    prop_oneof![
+        8 => prop::collection::vec(any::<bool>(), entries),
+        1 => Just(vec![false; entries]),
+        1 => Just(vec![true; entries]),
+    ]
+}
+
 /// `width` tables of `arity` wires reading `inputs` bits, every entry random.
 pub fn luts_strategy(arity: usize, inputs: usize, width: usize) -> impl Strategy<Value = RefLuts> {
     prop::collection::vec(
-        (prop::collection::vec(0..inputs, arity), prop::collection::vec(any::<bool>(), 1 << arity))
+        (prop::collection::vec(0..inputs, arity), table_strategy(arity))
             .prop_map(|(wires, entries)| RefLut { wires, entries }),
         width,
     )

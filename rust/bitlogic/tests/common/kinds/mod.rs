@@ -1,4 +1,6 @@
-//! The layer kinds of the format, one file each ([`gates`], [`luts`], [`binary`]). A kind's file holds all the
+//! The layer kinds of the format, one file each ([`gates`], [`luts`], [`binary`], and the spatial kinds of format
+//! 1.2, [`conv_gates`], [`conv_luts`], [`conv_binary`], [`or_pool`], over the [`geometry`] they share). A kind's file
+//! holds all the
 //! test support knows of it: its unpacked layer, its evaluation from FORMAT.md, its tensors as the independent
 //! writer lays them out, its conversion to and from the engine's layer, and its proptest strategy. This file holds
 //! what joins them: [`RefLayer`] with its one match per direction ([`RefLayer::model`], [`RefLayer::from_engine`]),
@@ -7,12 +9,22 @@
 //! A new kind is a new file here, a variant of [`RefLayer`] and of [`Kind`], and an arm in each match below.
 
 pub mod binary;
+pub mod conv_binary;
+pub mod conv_gates;
+pub mod conv_luts;
 pub mod gates;
+pub mod geometry;
 pub mod luts;
+pub mod or_pool;
 
 pub use binary::*;
+pub use conv_binary::*;
+pub use conv_gates::*;
+pub use conv_luts::*;
 pub use gates::*;
+pub use geometry::*;
 pub use luts::*;
+pub use or_pool::*;
 
 use bitlogic::Layer;
 use proptest::prelude::*;
@@ -46,6 +58,10 @@ pub enum RefLayer {
     Gates(RefGates),
     Luts(RefLuts),
     Binary(RefBinary),
+    ConvGates(RefConvGates),
+    ConvLuts(RefConvLuts),
+    ConvBinary(RefConvBinary),
+    OrPool(RefOrPool),
 }
 
 impl RefLayer {
@@ -55,6 +71,10 @@ impl RefLayer {
             RefLayer::Gates(l) => l,
             RefLayer::Luts(l) => l,
             RefLayer::Binary(l) => l,
+            RefLayer::ConvGates(l) => l,
+            RefLayer::ConvLuts(l) => l,
+            RefLayer::ConvBinary(l) => l,
+            RefLayer::OrPool(l) => l,
         }
     }
 
@@ -64,7 +84,24 @@ impl RefLayer {
             Layer::Gates(l) => RefLayer::Gates(RefGates::from_engine(l)),
             Layer::Luts(l) => RefLayer::Luts(RefLuts::from_engine(l)),
             Layer::Binary(l) => RefLayer::Binary(RefBinary::from_engine(l)),
+            Layer::ConvGates(l) => RefLayer::ConvGates(RefConvGates::from_engine(l)),
+            Layer::ConvLuts(l) => RefLayer::ConvLuts(RefConvLuts::from_engine(l)),
+            Layer::ConvBinary(l) => RefLayer::ConvBinary(RefConvBinary::from_engine(l)),
+            Layer::OrPool(l) => RefLayer::OrPool(RefOrPool::from_engine(l)),
         }
+    }
+
+    /// The `[channels, H', W']` of a spatial layer's output, which the next spatial layer reads as its input shape.
+    pub fn output_shape(&self) -> Option<[usize; 3]> {
+        let (channels, geometry) = match self {
+            RefLayer::Gates(_) | RefLayer::Luts(_) | RefLayer::Binary(_) => return None,
+            RefLayer::ConvGates(l) => (l.trees.len(), &l.geometry),
+            RefLayer::ConvLuts(l) => (l.tables.len(), &l.geometry),
+            RefLayer::ConvBinary(l) => (l.filters.len(), &l.geometry),
+            RefLayer::OrPool(l) => (l.geometry.input_shape[0], &l.geometry),
+        };
+        let [h, w] = geometry.output_size();
+        Some([channels, h, w])
     }
 
     pub fn width(&self) -> usize {
@@ -82,26 +119,79 @@ pub enum Kind {
     Gates,
     Luts(usize),
     Binary,
+    /// Trees of this depth.
+    ConvGates(usize),
+    /// Tables of this arity.
+    ConvLuts(usize),
+    ConvBinary,
+    OrPool,
 }
 
 impl Kind {
     /// One or more of every kind, covering its parameters' extremes (the loader's mutation test starts from
     /// networks of each).
     pub fn examples() -> Vec<Kind> {
-        vec![Kind::Gates, Kind::Luts(2), Kind::Luts(5), Kind::Luts(8), Kind::Binary]
+        vec![
+            Kind::Gates,
+            Kind::Luts(2),
+            Kind::Luts(5),
+            Kind::Luts(8),
+            Kind::Binary,
+            Kind::ConvGates(1),
+            Kind::ConvGates(3),
+            Kind::ConvLuts(1),
+            Kind::ConvLuts(6),
+            Kind::ConvBinary,
+            Kind::OrPool,
+        ]
+    }
+
+    /// Whether the kind reads its input as an image (format 1.2's kinds): its width follows from its geometry.
+    pub fn is_spatial(self) -> bool {
+        matches!(self, Kind::ConvGates(_) | Kind::ConvLuts(_) | Kind::ConvBinary | Kind::OrPool)
     }
 }
 
-pub fn kind_strategy() -> impl Strategy<Value = Kind> {
-    prop_oneof![Just(Kind::Gates), (1usize..=8).prop_map(Kind::Luts), Just(Kind::Binary)]
+/// The dense kinds, LUTs of every arity.
+pub fn dense_kind_strategy() -> BoxedStrategy<Kind> {
+    prop_oneof![Just(Kind::Gates), (1usize..=8).prop_map(Kind::Luts), Just(Kind::Binary)].boxed()
 }
 
-/// A layer of `kind` with `width` outputs reading `inputs` bits.
+/// The spatial kinds: trees of depth 1..=3, tables of 1..=6 inputs.
+pub fn spatial_kind_strategy() -> BoxedStrategy<Kind> {
+    prop_oneof![
+        (1usize..=3).prop_map(Kind::ConvGates),
+        (1usize..=6).prop_map(Kind::ConvLuts),
+        Just(Kind::ConvBinary),
+        Just(Kind::OrPool),
+    ]
+    .boxed()
+}
+
+/// Every kind, the dense ones three times as often.
+pub fn kind_strategy() -> impl Strategy<Value = Kind> {
+    prop_oneof![3 => dense_kind_strategy(), 1 => spatial_kind_strategy()]
+}
+
+/// A layer of `kind` reading `inputs` bits: a dense kind with `width` outputs; a spatial kind reads them as a shape
+/// `[C, H, W]` factored from `inputs` (and its width follows from its geometry).
 pub fn layer_strategy(kind: Kind, inputs: usize, width: usize) -> BoxedStrategy<RefLayer> {
     match kind {
         Kind::Gates => gates_strategy(inputs, width).prop_map(RefLayer::Gates).boxed(),
         Kind::Luts(arity) => luts_strategy(arity, inputs, width).prop_map(RefLayer::Luts).boxed(),
         Kind::Binary => binary_strategy(inputs, width).prop_map(RefLayer::Binary).boxed(),
+        _ => shape_of_width(inputs).prop_flat_map(move |shape| spatial_layer_strategy(kind, shape)).boxed(),
+    }
+}
+
+/// A layer of the spatial `kind` over an input of `input_shape`.
+pub fn spatial_layer_strategy(kind: Kind, input_shape: [usize; 3]) -> BoxedStrategy<RefLayer> {
+    match kind {
+        Kind::ConvGates(depth) => conv_gates_strategy(input_shape, depth).prop_map(RefLayer::ConvGates).boxed(),
+        Kind::ConvLuts(arity) => conv_luts_strategy(input_shape, arity).prop_map(RefLayer::ConvLuts).boxed(),
+        Kind::ConvBinary => conv_binary_strategy(input_shape).prop_map(RefLayer::ConvBinary).boxed(),
+        Kind::OrPool => or_pool_strategy(input_shape).prop_map(RefLayer::OrPool).boxed(),
+        dense => panic!("{dense:?} is not a spatial kind"),
     }
 }
 
