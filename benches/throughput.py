@@ -133,7 +133,8 @@ def preset_model(name: str, rng: np.random.Generator, samples: int, trained: Pat
     preset = presets.get(name)
     images = rng.integers(0, 256, (samples, 784), dtype=np.uint8)
     torch.manual_seed(0)
-    model = preset.build(images[:10000].astype(np.float32), 10)
+    image_shape = (1, 28, 28) if preset.images else None  # the convolutional presets read MNIST-sized images
+    model = preset.build(images[:10000].astype(np.float32), 10, image_shape)
     label = f"{name} (untrained), uint8 pixels"
     if trained is not None:
         model.load_state_dict(torch.load(trained / f"{name}.pt", weights_only=True))

@@ -72,7 +72,8 @@ class Preset:
         shape = tuple(int(d) for d in image_shape)
         if len(shape) != 3 or min(shape) < 1 or int(np.prod(shape)) != x.shape[1]:
             raise InputError(
-                f"preset {self.name}: image_shape {tuple(image_shape)} does not hold the {x.shape[1]} features of a sample"
+                f"preset {self.name}: image_shape {tuple(image_shape)} does not hold the {x.shape[1]} features of a "
+                "sample"
             )
         return self.make(x, num_classes, shape)
 
