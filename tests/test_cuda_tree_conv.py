@@ -114,13 +114,18 @@ def test_forward_and_gradients_match_the_reference(emulator: Emulator, batch: in
     assert got[1].shape == x.shape and got[2].shape == coef.shape and got[2].dtype == torch.float32
 
 
-def test_float64_matches_exactly_and_passes_gradcheck(emulator: Emulator) -> None:
+def test_float64_matches_exactly_and_passes_gradcheck(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     x, leaves, coef = _problem(2, 3, (5, 4), 3, 3, (3, 2), seed=5)
     geometry = ((3, 2), (2, 1), (1, 1))
     x, coef = x.double().requires_grad_(), coef.double().requires_grad_()
     got = tree_conv.kernel_tree_conv(x, leaves, coef, *geometry, backend=emulator)
     assert got.dtype == torch.float64
     torch.testing.assert_close(got, reference(x, leaves, coef, *geometry), rtol=1e-12, atol=1e-12)
+    # gradcheck launches a backward pass per output element: a smaller problem, and blocks of one warp, keep the
+    # emulator's time down (and run the block reduction with a single warp).
+    monkeypatch.setattr(tree_conv, "THREADS", 32)
+    x, leaves, coef = _problem(1, 2, (4, 3), 2, 2, (3, 2), seed=6)
+    x, coef = x.double().requires_grad_(), coef.double().requires_grad_()
     assert torch.autograd.gradcheck(
         lambda x, c: tree_conv.kernel_tree_conv(x, leaves, c, *geometry, backend=emulator), (x, coef))
 
