@@ -624,7 +624,8 @@ def test_an_unknown_encoder_kind_is_an_error_naming_it() -> None:
 
 
 def test_each_kind_converts_to_and_from_its_native_parts(tnet: bitlogic.Network) -> None:
-    assert list(LAYER_KINDS) == ["gates", "luts", "binary"] and list(ENCODER_KINDS) == ["bits", "thresholds"]
+    assert list(LAYER_KINDS) == ["gates", "luts", "binary", "conv_gates", "conv_luts", "conv_binary", "or_pool"]
+    assert list(ENCODER_KINDS) == ["bits", "thresholds"]
     for (kind, first, second), layer in zip(tnet._net.layer_parts(), tnet.layers, strict=True):
         assert type(layer) is LAYER_KINDS[kind] and layer.kind == kind
         again = type(layer).from_parts(*layer.to_parts())
@@ -653,3 +654,87 @@ def test_network_pickles_and_deep_copies() -> None:
         assert isinstance(clone, bitlogic.Network)
         assert clone == net
         np.testing.assert_array_equal(clone.scores(x), net.scores(x))
+
+
+# -- spatial layers (format 1.2) --------------------------------------------------------------------------------------
+
+
+def test_bad_spatial_layers_are_input_errors_naming_the_problem() -> None:
+    from bitlogic.spec import ConvBinaryLayer, ConvGateLayer, ConvLutLayer, OrPoolLayer
+
+    # The image does not hold the encoder's bits.
+    construction_error(BitsEncoder(20), [OrPoolLayer((1, 4, 4))], 1, "16|20")
+    # Leaves outside the window, op codes above 15, depth above 8, arity above 8: the core's checks.
+    tree = [[[0, 0, 0], [1, 0, 0]]]
+    construction_error(BitsEncoder(9), [ConvGateLayer((1, 3, 3), tree, [[1]])], 1, "conv_gates", "leaf|leaves")
+    construction_error(BitsEncoder(9), [ConvGateLayer((1, 3, 3), [[[0, 0, 3], [0, 0, 0]]], [[1]])], 1, "conv_gates")
+    construction_error(BitsEncoder(9), [ConvGateLayer((1, 3, 3), [[[0, 0, 0]] * 2], [[16]])], 1, "16")
+    construction_error(BitsEncoder(9), [ConvGateLayer((1, 3, 3), np.zeros((1, 512, 3)), np.zeros((1, 511)))], 1,
+                       "depth")
+    construction_error(BitsEncoder(9), [ConvLutLayer((1, 3, 3), np.zeros((1, 9, 3)), np.zeros((1, 512)))], 1,
+                       "arity")
+    construction_error(BitsEncoder(9), [ConvBinaryLayer((1, 3, 3), np.ones((1, 9)), [0]), GateLayer([[0, 1]], [1])],
+                       1, "wire|1")
+
+
+def from_native_parts(parts: list[Any], num_input_bits: int = 9) -> str:
+    """The message of the InputError the native constructor raises for ``parts`` (bypassing the spec classes)."""
+    with pytest.raises(bitlogic.InputError) as info:
+        bitlogic._native.Network.from_parts(num_input_bits, None, "", parts, 1, 1.0)
+    return str(info.value)
+
+
+GEOMETRY = {"input_shape": (1, 3, 3), "kernel_size": (3, 3), "stride": (1, 1), "padding": (0, 0)}
+LEAVES = np.zeros((1, 2, 3), dtype=np.uint32)
+OPS = np.zeros((1, 1), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("part,words", [
+    (("conv_gates", LEAVES, OPS), ["geometry"]),
+    (("conv_gates", LEAVES, OPS, [1, 3, 3]), ["geometry", "dict"]),
+    (("conv_gates", LEAVES, OPS, {**GEOMETRY, "dilation": (1, 1)}), ["dilation"]),
+    (("conv_gates", LEAVES, OPS, {k: v for k, v in GEOMETRY.items() if k != "stride"}), ["stride", "missing"]),
+    (("conv_gates", LEAVES, OPS, {**GEOMETRY, "stride": (1, -1)}), ["stride"]),
+    (("conv_gates", LEAVES, OPS, {**GEOMETRY, "input_shape": (1, 3)}), ["input_shape"]),
+    (("conv_gates", LEAVES, OPS, {**GEOMETRY, "kernel_size": (4, 3)}), ["kernel_size"]),
+    (("conv_gates", LEAVES.astype(np.int64), OPS, GEOMETRY), ["leaves", "uint32", "int64"]),
+    (("conv_gates", LEAVES[0], OPS, GEOMETRY), ["leaves", "3-dimensional"]),
+    (("conv_gates", np.zeros((1, 3, 3), dtype=np.uint32), OPS, GEOMETRY), ["leaves", "2^depth"]),
+    (("conv_gates", LEAVES, np.zeros((1, 2), dtype=np.uint8), GEOMETRY), ["ops", "[1, 1]"]),
+    (("conv_gates", "leaves", OPS, GEOMETRY), ["leaves", "numpy array"]),
+    (("conv_luts", LEAVES, np.zeros((1, 3), dtype=np.uint8), GEOMETRY), ["tables", "2^2"]),
+    (("conv_binary", np.ones((1, 9), dtype=np.uint8), np.zeros(1, dtype=np.int32), GEOMETRY), ["pad_value"]),
+    (("conv_binary", np.ones((1, 9), dtype=np.uint8), np.zeros(1, dtype=np.int32), {**GEOMETRY, "pad_value": 2}),
+     ["pad_value"]),
+    (("conv_binary", np.ones((1, 8), dtype=np.uint8), np.zeros(1, dtype=np.int32), {**GEOMETRY, "pad_value": 1}),
+     ["weights", "[O, 9]"]),
+    (("conv_binary", np.ones((1, 9), dtype=np.uint8), np.zeros(2, dtype=np.int32), {**GEOMETRY, "pad_value": 1}),
+     ["conv_binary", "weights"]),
+    (("or_pool", LEAVES, None, {"input_shape": (1, 3, 3), "kernel_size": (2, 2), "stride": (1, 1)}), ["None"]),
+    (("or_pool", None, None, GEOMETRY), ["padding"]),
+    (("gates", np.zeros((1, 2), dtype=np.uint32), np.zeros(1, dtype=np.uint8), GEOMETRY), ["geometry"]),
+    (("conv", LEAVES, OPS, GEOMETRY), ["conv", "or_pool"]),
+    (("conv_gates",), ["tuple"]),
+    (["conv_gates", LEAVES, OPS, GEOMETRY], ["tuple"]),
+])
+def test_bad_native_spatial_parts_name_what_was_expected(part: Any, words: list[str]) -> None:
+    message = from_native_parts([part])
+    assert message.startswith("invalid network: layer 0"), message
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+
+
+def test_spatial_parts_come_back_as_they_went_in() -> None:
+    from bitlogic.spec import ConvBinaryLayer, OrPoolLayer
+
+    layers: list[Layer] = [ConvBinaryLayer((2, 3, 4), np.ones((3, 8)), [0, 1, 2], kernel_size=2, padding=(1, 0),
+                                           pad_value=0), OrPoolLayer((3, 4, 3), kernel_size=(2, 1), stride=1)]
+    net = bitlogic.Network.from_arrays(BitsEncoder(24), layers, 3)
+    parts = net._net.layer_parts()
+    assert [p[0] for p in parts] == ["conv_binary", "or_pool"]
+    assert parts[0][3] == {"input_shape": (2, 3, 4), "kernel_size": (2, 2), "stride": (1, 1), "padding": (1, 0),
+                           "pad_value": 0}
+    assert parts[1][1:] == (None, None, {"input_shape": (3, 4, 3), "kernel_size": (2, 1), "stride": (1, 1)})
+    back = net.layers
+    assert isinstance(back[0], ConvBinaryLayer) and back[0].output_shape == (3, 4, 3)
+    assert isinstance(back[1], OrPoolLayer) and back[1].width == 27

@@ -699,7 +699,7 @@ fn layer_from_arrays(
     if let Some(layer) = spatial_layer(kind, first, second, geometry) {
         return layer;
     }
-    if geometry.is_some() {
+    if geometry.is_some() && matches!(kind, "gates" | "luts" | "binary") {
         return Err(format!("expected a (kind, array, array) part: {kind} layers have no geometry"));
     }
     let extract_error = |e: PyErr| e.to_string();
