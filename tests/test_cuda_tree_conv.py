@@ -295,3 +295,23 @@ def test_on_the_gpu_results_are_the_same_bits_on_every_run() -> None:
     backend = backend_for(x.device)
     first, second = _run(x, leaves, coef, grad, geometry, backend), _run(x, leaves, coef, grad, geometry, backend)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+@gpu
+def test_on_the_gpu_a_logic_conv_step_runs_the_kernels_and_matches_the_torch_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bitlogic.nn import LogicConv2d
+
+    torch.manual_seed(0)
+    layer = LogicConv2d(4, 16, padding=1).cuda()
+    x = torch.rand(32, 4, 15, 15, device="cuda", requires_grad=True)
+    layer(x).square().sum().backward()
+    assert x.grad is not None and layer.weight.grad is not None
+    kernel_grads = (x.grad.clone(), layer.weight.grad.clone())
+    x.grad = None
+    layer.weight.grad = None
+    monkeypatch.setenv("BITLOGIC_CUDA_KERNELS", "0")  # the gather and one gate layer per tree level
+    layer(x).square().sum().backward()
+    torch.testing.assert_close(kernel_grads[0], x.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(kernel_grads[1], layer.weight.grad, rtol=1e-4, atol=1e-4)

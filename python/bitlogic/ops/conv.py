@@ -26,6 +26,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional
 
+from bitlogic.gpu import tree_conv as tree_kernels
+from bitlogic.gpu import use_kernels
 from bitlogic.ops.binary import quantized_sign
 from bitlogic.ops.conv_kernels import fused_tree_conv
 from bitlogic.ops.estimators import straight_through
@@ -141,7 +143,8 @@ def tree_conv(
     ``[O, 2**d - 1, 4]``: gate ``g`` of a tree computes ``c0 + c1*a + (c2 + c3*a)*b`` from nodes ``2g`` and ``2g + 1``
     and is node ``2**d + g`` (nodes ``0 .. 2**d`` are the leaves, read 0 on padding); the output is the last node.
     So gates ``0 .. 2**(d-1)`` are the first level, reading the leaves in pairs, the next level reads their outputs
-    in pairs, and so on to the root. The fused CPU kernel runs it where it applies; otherwise one gather and one
+    in pairs, and so on to the root. The fused CPU kernel runs it where it applies, the CUDA kernels of
+    ``cuda/tree_conv.cu`` on a GPU (see :mod:`bitlogic.gpu` for when); otherwise one gather and one
     :func:`bitlogic.ops.logic.gates` call per level (differentiable in ``x`` and ``coef``, any dtype and device).
     """
     _check_image(x, "tree_conv")
@@ -155,6 +158,9 @@ def tree_conv(
     fused = fused_tree_conv(x, leaves, coef, kernel_size, stride, padding)
     if fused is not None:
         return fused
+    if tree_kernels.supports(x, leaves, coef) and use_kernels(x.device):
+        out: Tensor = tree_kernels.kernel_tree_conv(x, leaves, coef, kernel_size, stride, padding)
+        return out
     size = output_size((x.shape[2], x.shape[3]), kernel_size, stride, padding)
     nodes = gather_fields(x, leaves, kernel_size, stride, padding).t()  # [P*B, O*L], a view of feature-major
     level_width = width
