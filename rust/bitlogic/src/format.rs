@@ -329,3 +329,166 @@ fn quoted_list(names: &[&str]) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use safetensors::tensor::SafeTensors;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::model::layers::conv::testing;
+    use crate::{ConvBinaryLayer, ConvGateLayer, ConvLutLayer, Geometry, OrPoolLayer, SplitMix64};
+
+    /// conv_gates (3 x 7 x 7 -> 4 x 4 x 4, stride 2, padding 1) -> or_pool (-> 4 x 2 x 2) -> conv_binary (-> 3 x 2 x 2,
+    /// padding 1) -> conv_luts (-> 2 x 1 x 1): every spatial kind, reading layers as well as the encoder.
+    fn spatial_network() -> Network {
+        let mut rng = SplitMix64::new(61);
+        let g0 = Geometry::new([3, 7, 7], [3, 3], [2, 2], [1, 1]).unwrap();
+        let leaves = testing::random_leaves(&mut rng, &g0, 4 * 8);
+        let ops = (0..4 * 7).map(|_| (rng.next_u64() % 16) as u8).collect();
+        let gates = ConvGateLayer::new(g0, 3, leaves, ops).unwrap();
+        let pool = OrPoolLayer::new([4, 4, 4], [2, 2], [2, 2]).unwrap();
+        let g2 = Geometry::new([4, 2, 2], [3, 3], [1, 1], [1, 1]).unwrap();
+        let weights: Vec<u8> = (0..3 * 36).map(|_| (rng.next_u64() & 1) as u8).collect();
+        let binary = ConvBinaryLayer::from_unpacked(g2, &weights, vec![-2, 0, 3], 1).unwrap();
+        let g3 = Geometry::new([3, 2, 2], [2, 2], [1, 1], [0, 0]).unwrap();
+        let leaves = testing::random_leaves(&mut rng, &g3, 2 * 5);
+        let entries: Vec<u8> = (0..2 * 32).map(|_| (rng.next_u64() & 1) as u8).collect();
+        let luts = ConvLutLayer::from_unpacked(g3, 5, leaves, &entries).unwrap();
+        let layers =
+            vec![Layer::ConvGates(gates), Layer::OrPool(pool), Layer::ConvBinary(binary), Layer::ConvLuts(luts)];
+        testing::network(147, layers)
+    }
+
+    /// The bytes of `net` with its description and tensors changed by `edit` (the digest recomputed).
+    fn edited(net: &Network, edit: impl FnOnce(&mut Value, &mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) -> Vec<u8> {
+        let bytes = net.to_bytes().unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mut tensors: Vec<_> = (file.tensors().into_iter())
+            .map(|(name, t)| (name, t.dtype(), t.shape().to_vec(), t.data().to_vec()))
+            .collect();
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut description: Value = serde_json::from_str(&header.metadata().as_ref().unwrap()["network"]).unwrap();
+        edit(&mut description, &mut tensors);
+        let metadata = serde_json::Map::from_iter([
+            ("format".to_string(), FORMAT_NAME.into()),
+            ("format_version".to_string(), FORMAT_VERSION.into()),
+            ("network".to_string(), description.to_string().into()),
+        ]);
+        write::container(tensors, metadata).unwrap()
+    }
+
+    fn format_error(bytes: &[u8]) -> String {
+        match Network::from_bytes(bytes) {
+            Err(Error::Format(m)) => m,
+            other => panic!("expected a format error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn spatial_layers_round_trip_with_their_keys() {
+        let net = spatial_network();
+        let mut rng = SplitMix64::new(62);
+        // `outputs` checks the round trip through the bytes and every evaluation path.
+        let bits = testing::outputs(&net, &testing::random_bits(&mut rng, 150, 147));
+        assert!(bits.iter().any(|row| row != &bits[0]), "constant outputs");
+        let bytes = net.to_bytes().unwrap();
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let metadata = header.metadata().as_ref().unwrap();
+        assert_eq!(metadata["format_version"], "1.2");
+        let description: Value = serde_json::from_str(&metadata["network"]).unwrap();
+        assert_eq!(
+            description["layers"][0],
+            json!({"kind": "conv_gates", "width": 64, "depth": 3, "out_channels": 4, "input_shape": [3, 7, 7],
+                   "kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1], "sources": [0]})
+        );
+        assert_eq!(
+            description["layers"][1],
+            json!({"kind": "or_pool", "width": 16, "input_shape": [4, 4, 4], "kernel_size": [2, 2], "stride": [2, 2],
+                   "sources": [1]})
+        );
+        assert_eq!(description["layers"][2]["pad_value"], json!(1));
+        assert_eq!(description["layers"][3]["arity"], json!(5));
+        let stats = net.stats();
+        assert_eq!(stats.gates, 4 * 7 * 16 + 16 * 3, "tree gates and pool ORs of every position");
+        assert_eq!(stats.binary_weights, 3 * 4 * 36);
+        assert_eq!(stats.luts.get(&5), Some(&2));
+        assert_eq!(stats.bytes, 4 * (8 * 12 + 7) + 3 * (5 + 4) + 2 * (5 * 12 + 4));
+    }
+
+    #[test]
+    fn bad_spatial_descriptions_are_format_errors_naming_the_key() {
+        let net = spatial_network();
+        let layer = |i: usize, f: &dyn Fn(&mut Value)| format_error(&edited(&net, |d, _| f(&mut d["layers"][i])));
+        let m = layer(0, &|l| l["width"] = json!(63));
+        assert!(m.contains("`layers[0].width` is 63, expected 64: 4 channels of [4, 4] positions"), "{m}");
+        let m = layer(0, &|l| l["depth"] = json!(9));
+        assert!(m.contains("`layers[0].depth` is 9, expected 1..=8"), "{m}");
+        let m = layer(2, &|l| l["pad_value"] = json!(2));
+        assert!(m.contains("`layers[2].pad_value` is 2, expected 0 or 1"), "{m}");
+        let m = layer(3, &|l| l["arity"] = json!(0));
+        assert!(m.contains("`layers[3].arity` is 0"), "{m}");
+        let m = layer(0, &|l| l["out_channels"] = json!(0));
+        assert!(m.contains("`layers[0].out_channels` is 0, expected >= 1"), "{m}");
+        let m = layer(0, &|l| {
+            l.as_object_mut().unwrap().remove("padding");
+        });
+        assert!(m.contains("of kind \"conv_gates\" needs the key `padding`"), "{m}");
+        let m = layer(1, &|l| l["padding"] = json!([0, 0]));
+        assert!(m.contains("of kind \"or_pool\" does not take the key `padding`"), "{m}");
+        let m = layer(0, &|l| l["arity"] = json!(2));
+        assert!(m.contains("does not take the key `arity`"), "{m}");
+        let m = layer(0, &|l| l["input_shape"] = json!([3, 7]));
+        assert!(m.contains("layers[0].input_shape"), "{m}");
+        let m = layer(0, &|l| l["input_shape"] = json!([3, 7, 6]));
+        assert!(m.contains("layer 0 (conv_gates): input_shape [3, 7, 6] holds 126 bits, but the layer's input has 147"));
+        let m = layer(0, &|l| l["kernel_size"] = json!([10, 3]));
+        assert!(m.contains("layer 0: conv_gates layer: kernel_size [10, 3] does not fit"), "{m}");
+        let m = layer(1, &|l| l["stride"] = json!([0, 2]));
+        assert!(m.contains("or_pool layer: stride [0, 2], expected every value >= 1"), "{m}");
+        // A dense kind takes none of the spatial keys.
+        let dense = testing::network(4, vec![Layer::Gates(crate::GateLayer::new(vec![[0, 1]], vec![6]).unwrap())]);
+        let m = format_error(&edited(&dense, |d, _| d["layers"][0]["stride"] = json!([1, 1])));
+        assert!(m.contains("of kind \"gates\" does not take the key `stride`"), "{m}");
+    }
+
+    #[test]
+    fn bad_spatial_tensors_are_format_errors() {
+        let net = spatial_network();
+        let tensor = |name: &str, f: &dyn Fn(&mut (String, Dtype, Vec<usize>, Vec<u8>))| {
+            format_error(&edited(&net, |_, tensors| f(tensors.iter_mut().find(|t| t.0 == name).unwrap())))
+        };
+        let m = tensor("layers.0.leaves", &|t| {
+            t.2 = vec![4, 4, 6];
+        });
+        assert!(m.contains("tensor `layers.0.leaves` has shape [4, 4, 6], expected [4, 8, 3]"), "{m}");
+        let m = tensor("layers.0.leaves", &|t| t.3[0..4].copy_from_slice(&3u32.to_le_bytes()));
+        assert!(m.contains("layer 0: conv_gates layer: leaf 0 of channel 0 is [3, "), "{m}");
+        let m = tensor("layers.0.ops", &|t| t.3[5] = 16);
+        assert!(m.contains("op code 16, expected 0..=15"), "{m}");
+        let m = tensor("layers.2.weights", &|t| t.3[4] |= 0x10);
+        assert!(m.contains("conv_binary layer: the weight row of channel 0 has bits set beyond its 36 weights"), "{m}");
+        let m = tensor("layers.2.thresholds", &|t| t.1 = Dtype::U32);
+        assert!(m.contains("tensor `layers.2.thresholds` has dtype U32, expected I32"), "{m}");
+        let m = tensor("layers.3.tables", &|t| t.0 = "layers.3.table".into());
+        assert!(m.contains("tensor `layers.3.tables` is missing"), "{m}");
+        // or_pool has no tensors: one more is an error.
+        let extra = edited(&net, |_, tensors| tensors.push(("layers.1.ops".into(), Dtype::U8, vec![1], vec![0])));
+        assert!(format_error(&extra).contains("the file holds 7 tensors but the description uses 6"));
+    }
+
+    #[test]
+    fn huge_declared_spatial_layers_load_without_allocating_and_refuse_to_compile() {
+        // 2^30 output positions from a file of a few hundred bytes: the reader allocates nothing in proportion, and
+        // the compiler refuses the unrolled form before building it.
+        let g = Geometry::new([1, 1 << 15, 1 << 15], [1, 1], [1, 1], [0, 0]).unwrap();
+        let pool = Layer::OrPool(OrPoolLayer::new([1, 1 << 15, 1 << 15], [2, 2], [1, 1]).unwrap());
+        let gates = Layer::ConvGates(ConvGateLayer::new(g, 8, vec![[0, 0, 0]; 256], vec![6; 255]).unwrap());
+        let net = Network::new(Encoder::bits(1 << 30).unwrap(), vec![gates, pool], 1, 1.0).unwrap();
+        let bytes = net.to_bytes().unwrap();
+        assert!(bytes.len() < 8192, "{} bytes", bytes.len());
+        let net = Network::from_bytes(&bytes).unwrap();
+        let e = net.prepare().unwrap_err();
+        assert!(e.to_string().contains("too large to evaluate"), "{e}");
+    }
+}

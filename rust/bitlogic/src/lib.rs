@@ -8,8 +8,9 @@
 //!    (instruction-set detection), `atomic` (the atomic file write), `tensors` (typed tensor access for the file
 //!    format) and `ir` (the compiler's graph);
 //! 2. `model`: the network data, the encoder, and `model/layers/`: one file per layer kind (`gates.rs`, `luts.rs`,
-//!    `binary.rs`) holding its validation, file tensors, lowering to the IR and statistics, and the `Layer` enum
-//!    that delegates to them;
+//!    `binary.rs`, and the spatial `conv_gates.rs`, `conv_luts.rs`, `conv_binary.rs`, `or_pool.rs` sharing the
+//!    window geometry of `conv.rs`) holding its validation, file tensors, lowering to the IR and statistics, and the
+//!    `Layer` enum that delegates to them;
 //! 3. `format` (the network file container) and `compiler` (lowering driver, passes, cut mapping, program);
 //! 4. evaluation: `input` (input views and encoding), `simd`, `exec` (kernels), `engine` (batching and dispatch);
 //!    and `random` (random networks).

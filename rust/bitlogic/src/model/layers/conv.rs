@@ -271,3 +271,151 @@ pub(crate) fn write_leaves(index: usize, leaves: &[[u32; 3]], per_channel: usize
     let shape = vec![leaves.len() / per_channel, per_channel, 3];
     out.push(crate::tensors::tensor_name(index, "leaves"), Dtype::U32, shape, bytes);
 }
+
+/// What the spatial kinds' tests share: evaluation of one layer through [`crate::Network`] on every path, and a plain
+/// model of the receptive field written from FORMAT.md 3.7 (signed arithmetic, no code shared with [`Geometry`]).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Geometry;
+    use crate::{Encoder, EvalOptions, Input, Isa, Layer, Matrix, Network, SplitMix64};
+
+    /// A network of the bits encoder, `layers` and one class per output bit, so that the scores are the output bits.
+    pub(crate) fn network(input_width: usize, layers: Vec<Layer>) -> Network {
+        let width = layers.last().map_or(input_width, Layer::width);
+        Network::new(Encoder::bits(input_width).unwrap(), layers, width, 1.0).unwrap()
+    }
+
+    /// The output bits of `net` for every sample of `inputs` (rows of 0/1), the same on every instruction-set path,
+    /// optimized or not, and after a round trip through the file's bytes.
+    pub(crate) fn outputs(net: &Network, inputs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let cols = net.num_inputs();
+        let flat: Vec<u8> = inputs.concat();
+        let input = Input::Bits(Matrix::c_order(&flat, inputs.len(), cols).unwrap());
+        let again = Network::from_bytes(&net.to_bytes().unwrap()).unwrap();
+        assert_eq!(&again, net, "the round trip through the file changes the network");
+        let want = net.scores(input, &EvalOptions::default()).unwrap();
+        for isa in Isa::supported() {
+            for optimize in [true, false] {
+                let options = EvalOptions { threads: Some(1), isa: Some(isa), optimize };
+                assert_eq!(net.scores(input, &options).unwrap(), want, "{isa:?}, optimize {optimize}");
+                assert_eq!(again.scores(input, &options).unwrap(), want, "read back: {isa:?}, optimize {optimize}");
+            }
+        }
+        want.chunks_exact(net.num_classes()).map(|row| row.iter().map(|&s| s as u8).collect()).collect()
+    }
+
+    /// The bits of layer `layer` alone for `inputs`.
+    pub(crate) fn layer_outputs(layer: Layer, inputs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let width = inputs[0].len();
+        outputs(&network(width, vec![layer]), inputs)
+    }
+
+    /// The receptive field of output position `(y', x')` over `input` (C order `[C, H, W]`), in field-index order:
+    /// `None` for padding.
+    pub(crate) fn field(g: &Geometry, input: &[u8], oy: usize, ox: usize) -> Vec<Option<u8>> {
+        let ([c, h, w], [kh, kw], [sh, sw], [ph, pw]) = (g.input_shape(), g.kernel_size(), g.stride(), g.padding());
+        let mut out = Vec::new();
+        for ch in 0..c {
+            for dy in 0..kh {
+                for dx in 0..kw {
+                    let y = (oy * sh) as i64 - ph as i64 + dy as i64;
+                    let x = (ox * sw) as i64 - pw as i64 + dx as i64;
+                    let inside = (0..h as i64).contains(&y) && (0..w as i64).contains(&x);
+                    out.push(inside.then(|| input[(ch * h + y as usize) * w + x as usize]));
+                }
+            }
+        }
+        out
+    }
+
+    /// A layer's output for one input, `channel(field)` giving the `O` bits of one position, laid out `[O, H', W']`.
+    pub(crate) fn reference(g: &Geometry, input: &[u8], channel: impl Fn(&[Option<u8>]) -> Vec<u8>) -> Vec<u8> {
+        let [oh, ow] = g.output_size();
+        let per_position: Vec<Vec<u8>> = (0..oh * ow).map(|p| channel(&field(g, input, p / ow, p % ow))).collect();
+        let channels = per_position[0].len();
+        (0..channels).flat_map(|o| per_position.iter().map(move |bits| bits[o])).collect()
+    }
+
+    /// `rows` random samples of `width` bits.
+    pub(crate) fn random_bits(rng: &mut SplitMix64, rows: usize, width: usize) -> Vec<Vec<u8>> {
+        (0..rows).map(|_| (0..width).map(|_| (rng.next_u64() & 1) as u8).collect()).collect()
+    }
+
+    /// A small random geometry: odd and even sizes, strides 1 and 2, padding up to 2 (0 without `padded`).
+    pub(crate) fn random_geometry(rng: &mut SplitMix64, padded: bool) -> Geometry {
+        let mut below = |n: u64| (rng.next_u64() % n) as usize;
+        loop {
+            let shape = [1 + below(3), 1 + below(6), 1 + below(6)];
+            let kernel = [1 + below(3), 1 + below(3)];
+            let stride = [1 + below(2), 1 + below(2)];
+            let padding = if padded { [below(3), below(3)] } else { [0, 0] };
+            if let Ok(g) = Geometry::new(shape, kernel, stride, padding) {
+                return g;
+            }
+        }
+    }
+
+    /// Random leaves `[c, dy, dx]` inside the receptive field of `g`.
+    pub(crate) fn random_leaves(rng: &mut SplitMix64, g: &Geometry, count: usize) -> Vec<[u32; 3]> {
+        let ([c, ..], [kh, kw]) = (g.input_shape(), g.kernel_size());
+        let mut below = |n: usize| (rng.next_u64() % n as u64) as u32;
+        (0..count).map(|_| [below(c), below(kh), below(kw)]).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_size_follows_the_formula() {
+        let g = Geometry::new([2, 7, 5], [3, 2], [2, 2], [1, 0]).unwrap();
+        // H' = floor((7 + 2 - 3) / 2) + 1 = 4, W' = floor((5 - 2) / 2) + 1 = 2.
+        assert_eq!(g.output_size(), [4, 2]);
+        assert_eq!((g.input_width(), g.positions(), g.field_len()), (70, 8, 12));
+        assert_eq!(g.input_shape(), [2, 7, 5]);
+        assert_eq!((g.kernel_size(), g.stride(), g.padding()), ([3, 2], [2, 2], [1, 0]));
+        // A kernel as large as the padded input leaves one position.
+        assert_eq!(Geometry::new([1, 1, 1], [3, 3], [1, 1], [1, 1]).unwrap().output_size(), [1, 1]);
+    }
+
+    #[test]
+    fn receptive_fields_match_the_plain_model() {
+        let mut rng = crate::SplitMix64::new(11);
+        for _ in 0..200 {
+            let g = testing::random_geometry(&mut rng, true);
+            let input: Vec<u8> = (0..g.input_width()).map(|i| (i % 251) as u8).collect();
+            let [_, ow] = g.output_size();
+            for p in 0..g.positions() {
+                let plain = testing::field(&g, &input, p / ow, p % ow);
+                let ours: Vec<Option<u8>> =
+                    (0..g.field_len()).map(|k| g.wire(p, k).map(|w| input[w as usize])).collect();
+                assert_eq!(ours, plain, "{g:?}, position {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_geometries_are_rejected_with_what_was_expected() {
+        let message = |r: Result<Geometry>| match r {
+            Err(Error::Network(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let m = message(Geometry::new([1, 0, 3], [1, 1], [1, 1], [0, 0]));
+        assert!(m.contains("input_shape [1, 0, 3]") && m.contains(">= 1"), "{m}");
+        let m = message(Geometry::new([1, 3, 3], [0, 1], [1, 1], [0, 0]));
+        assert!(m.contains("kernel_size"), "{m}");
+        let m = message(Geometry::new([1, 3, 3], [1, 1], [1, 0], [0, 0]));
+        assert!(m.contains("stride"), "{m}");
+        let m = message(Geometry::new([1, 3, 3], [4, 3], [1, 1], [0, 0]));
+        assert!(m.contains("kernel_size [4, 3] does not fit"), "{m}");
+        let m = message(Geometry::new([1 << 16, 1 << 16, 1], [1, 1], [1, 1], [0, 0]));
+        assert!(m.contains("C*H*W") && m.contains("exceeds"), "{m}");
+        let m = message(Geometry::new([4, 1, 1], [1 << 16, 1 << 16], [1, 1], [1 << 16, 1 << 16]));
+        assert!(m.contains("C*kh*kw"), "{m}");
+        let m = message(Geometry::new([1, 1, 1], [1, 1], [1, 1], [1 << 20, 1 << 20]));
+        assert!(m.contains("H'*W'"), "{m}");
+        let m = message(Geometry::new([1, 1, 1], [1, 1], [1, 1], [usize::MAX, 0]));
+        assert!(m.contains("does not fit"), "{m}");
+    }
+}

@@ -194,3 +194,110 @@ fn match_threshold(threshold: i32, pad_sum: i64, n_valid: usize) -> i32 {
     let ceil_half = (twice + 1).div_euclid(2);
     ceil_half.clamp(0, n_valid as i64 + 1) as i32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::layers::conv::testing::{self, layer_outputs};
+    use crate::{Layer, SplitMix64};
+
+    fn layer(g: Geometry, weights: &[u8], thresholds: Vec<i32>, pad_value: u8) -> Layer {
+        Layer::ConvBinary(ConvBinaryLayer::from_unpacked(g, weights, thresholds, pad_value).unwrap())
+    }
+
+    #[test]
+    fn padding_adds_pad_value_times_the_weight() {
+        // Row 1 0 1 (+1 -1 +1), windows of three columns, one column of padding each side. Channel 0 has weights
+        // + + + and threshold 1; channel 1 has - + - and threshold -1. With pad_value 1 the dots are 1 1 1 and
+        // 1 -3 1; with pad_value 0 they are 0 1 0 and 2 -3 2.
+        let g = Geometry::new([1, 1, 3], [1, 3], [1, 1], [0, 1]).unwrap();
+        let weights = [1, 1, 1, 0, 1, 0];
+        assert_eq!(layer_outputs(layer(g, &weights, vec![1, -1], 1), &[vec![1, 0, 1]]), [[1, 1, 1, 1, 0, 1]]);
+        assert_eq!(layer_outputs(layer(g, &weights, vec![1, -1], 0), &[vec![1, 0, 1]]), [[0, 1, 0, 1, 0, 1]]);
+    }
+
+    #[test]
+    fn positions_of_padding_only_are_constants() {
+        // One pixel, a 1 x 1 kernel and padding 1: eight of the nine positions read only padding.
+        let g = Geometry::new([1, 1, 1], [1, 1], [1, 1], [1, 1]).unwrap();
+        let ring = |centre: u8| [1, 1, 1, 1, centre, 1, 1, 1, 1];
+        assert_eq!(layer_outputs(layer(g, &[1], vec![1], 1), &[vec![0], vec![1]]), [ring(0), ring(1)]);
+        assert_eq!(layer_outputs(layer(g, &[1], vec![0], 0), &[vec![0], vec![1]]), [ring(0), ring(1)]);
+        // Threshold 1 with zero padding: the padded positions' dot 0 misses it.
+        let alone = |centre: u8| [0, 0, 0, 0, centre, 0, 0, 0, 0];
+        assert_eq!(layer_outputs(layer(g, &[1], vec![1], 0), &[vec![0], vec![1]]), [alone(0), alone(1)]);
+    }
+
+    #[test]
+    fn random_layers_match_the_plain_model() {
+        let mut rng = SplitMix64::new(41);
+        for round in 0..40 {
+            let g = testing::random_geometry(&mut rng, true);
+            let (channels, n, pad_value) = (1 + (rng.next_u64() % 3) as usize, g.field_len(), (round % 2) as u8);
+            let weights: Vec<u8> = (0..channels * n).map(|_| (rng.next_u64() & 1) as u8).collect();
+            let span = 2 * n as u64 + 3;
+            let thresholds: Vec<i32> = (0..channels).map(|_| (rng.next_u64() % span) as i32 - n as i32 - 1).collect();
+            let l = ConvBinaryLayer::from_unpacked(g, &weights, thresholds.clone(), pad_value).unwrap();
+            assert_eq!(
+                (l.out_channels(), l.unpacked_weights(), l.thresholds()),
+                (channels, weights.clone(), &thresholds[..])
+            );
+            assert_eq!(l.pad_value(), pad_value);
+            let inputs = testing::random_bits(&mut rng, 70, g.input_width());
+            let got = layer_outputs(Layer::ConvBinary(l), &inputs);
+            for (x, out) in inputs.iter().zip(got) {
+                let want = testing::reference(&g, x, |field| {
+                    (0..channels)
+                        .map(|o| {
+                            let dot: i32 = (field.iter().zip(&weights[o * n..(o + 1) * n]))
+                                .map(|(s, &w)| {
+                                    let s = match s {
+                                        Some(bit) => 2 * *bit as i32 - 1,
+                                        None => pad_value as i32,
+                                    };
+                                    s * (2 * w as i32 - 1)
+                                })
+                                .sum();
+                            (dot >= thresholds[o]) as u8
+                        })
+                        .collect()
+                });
+                assert_eq!(out, want, "{g:?}, pad_value {pad_value}");
+            }
+        }
+    }
+
+    #[test]
+    fn match_thresholds_fold_the_padding() {
+        // dot = 2m - n + pad_sum >= t  <=>  m >= ceil((t - pad_sum + n) / 2).
+        for n in 1..6usize {
+            for pad_sum in -3..=3i64 {
+                for t in -12..=12i32 {
+                    let folded = match_threshold(t, pad_sum, n);
+                    for m in 0..=n as i64 {
+                        assert_eq!(m >= folded as i64, 2 * m - n as i64 + pad_sum >= t as i64, "{n} {pad_sum} {t} {m}");
+                    }
+                }
+            }
+        }
+        assert_eq!(match_threshold(i32::MIN, 0, 3), 0);
+        assert_eq!(match_threshold(i32::MAX, 0, 3), 4);
+    }
+
+    #[test]
+    fn bad_weights_are_rejected() {
+        let g = Geometry::new([1, 2, 2], [2, 1], [1, 1], [0, 0]).unwrap();
+        let message = |weights: &[u8], thresholds: Vec<i32>, pad_value| match ConvBinaryLayer::from_unpacked(
+            g, weights, thresholds, pad_value,
+        ) {
+            Err(Error::Network(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(message(&[1, 0], vec![0], 2).contains("pad_value 2, expected 0 or 1"));
+        assert!(message(&[], vec![], 1).contains("expected at least one output channel"));
+        assert!(message(&[1, 0, 1], vec![0], 1).contains("1 channels of 2 weights need 2 weights, got 3"));
+        assert!(message(&[1, 3], vec![0], 1).contains("value 3, expected 0 or 1"));
+        let e = ConvBinaryLayer::new(g, vec![0b100], vec![0], 1).unwrap_err();
+        assert!(e.to_string().contains("bits set beyond its 2 weights"), "{e}");
+    }
+}

@@ -152,3 +152,104 @@ impl ConvGateLayer {
         self.ops.len().saturating_mul(self.geometry.positions())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::layers::conv::testing::{self, layer_outputs};
+    use crate::{ops, Layer, SplitMix64};
+
+    fn layer(g: Geometry, depth: usize, leaves: Vec<[u32; 3]>, ops: Vec<u8>) -> Layer {
+        Layer::ConvGates(ConvGateLayer::new(g, depth, leaves, ops).unwrap())
+    }
+
+    #[test]
+    fn two_channels_over_a_three_by_three_image() {
+        // 1 0 1 / 0 1 1 / 1 1 0, 2 x 2 windows: channel 0 ANDs the diagonal, channel 1 ORs the anti-diagonal.
+        let g = Geometry::new([1, 3, 3], [2, 2], [1, 1], [0, 0]).unwrap();
+        let leaves = vec![[0, 0, 0], [0, 1, 1], [0, 0, 1], [0, 1, 0]];
+        let net = layer(g, 1, leaves, vec![1, 7]);
+        assert_eq!(layer_outputs(net, &[vec![1, 0, 1, 0, 1, 1, 1, 1, 0]]), [[1, 0, 0, 0, 0, 1, 1, 1]]);
+    }
+
+    #[test]
+    fn gates_read_their_nodes_in_pairs_up_to_the_root() {
+        // 1 x 1 windows over four channels: (x0 AND NOT x1) XOR (NOT x2 AND x3).
+        let g = Geometry::new([4, 1, 1], [1, 1], [1, 1], [0, 0]).unwrap();
+        let leaves = vec![[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0]];
+        let inputs: Vec<Vec<u8>> = (0..16).map(|a| (0..4).map(|i| (a >> i) & 1).collect()).collect();
+        let got = layer_outputs(layer(g, 2, leaves, vec![2, 4, 6]), &inputs);
+        for (x, out) in inputs.iter().zip(got) {
+            let want = (x[0] == 1 && x[1] == 0) ^ (x[2] == 0 && x[3] == 1);
+            assert_eq!(out, [want as u8], "{x:?}");
+        }
+    }
+
+    #[test]
+    fn padded_leaves_read_zero() {
+        // A 2 x 2 image of ones, a 3 x 3 kernel with padding 1 and stride 2: one position, whose leaf [0, 0, 0] is
+        // padding and leaf [0, 1, 1] is pixel (0, 0). Channels: A, NOT A, B, A OR B.
+        let g = Geometry::new([1, 2, 2], [3, 3], [2, 2], [1, 1]).unwrap();
+        assert_eq!(g.output_size(), [1, 1]);
+        let leaves = [[0, 0, 0], [0, 1, 1]].repeat(4);
+        assert_eq!(layer_outputs(layer(g, 1, leaves, vec![3, 12, 5, 7]), &[vec![1; 4]]), [[0, 1, 1, 1]]);
+    }
+
+    #[test]
+    fn random_layers_match_the_plain_model() {
+        let mut rng = SplitMix64::new(21);
+        for _ in 0..40 {
+            let g = testing::random_geometry(&mut rng, true);
+            let depth = 1 + (rng.next_u64() % 3) as usize;
+            let channels = 1 + (rng.next_u64() % 3) as usize;
+            let leaves = testing::random_leaves(&mut rng, &g, channels << depth);
+            let ops: Vec<u8> = (0..channels * ((1 << depth) - 1)).map(|_| (rng.next_u64() % 16) as u8).collect();
+            let inputs = testing::random_bits(&mut rng, 70, g.input_width());
+            let l = ConvGateLayer::new(g, depth, leaves.clone(), ops.clone()).unwrap();
+            assert_eq!((l.depth(), l.out_channels(), l.leaves(), l.ops()), (depth, channels, &leaves[..], &ops[..]));
+            let got = layer_outputs(Layer::ConvGates(l), &inputs);
+            for (x, out) in inputs.iter().zip(got) {
+                let want = testing::reference(&g, x, |field| {
+                    (0..channels)
+                        .map(|o| {
+                            let mut nodes: Vec<bool> = (leaves[o << depth..(o + 1) << depth].iter())
+                                .map(|&[c, dy, dx]| {
+                                    let k = (c as usize * g.kernel_size()[0] + dy as usize) * g.kernel_size()[1];
+                                    field[k + dx as usize] == Some(1)
+                                })
+                                .collect();
+                            for (i, &op) in ops[o * ((1 << depth) - 1)..][..(1 << depth) - 1].iter().enumerate() {
+                                nodes.push(ops::apply(op, nodes[2 * i], nodes[2 * i + 1]));
+                            }
+                            *nodes.last().unwrap() as u8
+                        })
+                        .collect()
+                });
+                assert_eq!(out, want, "{g:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_trees_are_rejected() {
+        let g = Geometry::new([2, 3, 3], [2, 2], [1, 1], [0, 0]).unwrap();
+        let message = |depth, leaves: Vec<[u32; 3]>, ops: Vec<u8>| match ConvGateLayer::new(g, depth, leaves, ops) {
+            Err(Error::Network(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let leaves = vec![[0, 0, 0], [1, 1, 1]];
+        assert!(message(0, leaves.clone(), vec![]).contains("depth 0, expected 1..=8"));
+        assert!(message(9, leaves.clone(), vec![1]).contains("depth 9"));
+        assert!(message(1, vec![], vec![]).contains("0 leaves, expected a positive multiple of 2"));
+        assert!(message(2, leaves.clone(), vec![1]).contains("multiple of 4"));
+        assert!(message(1, leaves.clone(), vec![1, 1]).contains("need 1 op codes, got 2"));
+        assert!(message(1, leaves.clone(), vec![16]).contains("op code 16, expected 0..=15"));
+        let m = message(1, vec![[0, 0, 0], [2, 0, 0]], vec![1]);
+        assert!(m.contains("leaf 1 of channel 0 is [2, 0, 0], expected [c, dy, dx] with c < 2, dy < 2, dx < 2"), "{m}");
+        assert!(message(1, vec![[0, 0, 2], [0, 0, 0]], vec![1]).contains("leaf 0 of channel 0 is [0, 0, 2]"));
+        // The layer must read exactly its input's bits.
+        let l = Layer::ConvGates(ConvGateLayer::new(g, 1, leaves, vec![1]).unwrap());
+        let e = crate::Network::new(crate::Encoder::bits(17).unwrap(), vec![l], 1, 1.0).unwrap_err();
+        assert!(e.to_string().contains("layer 0 (conv_gates): input_shape [2, 3, 3] holds 18 bits"), "{e}");
+    }
+}

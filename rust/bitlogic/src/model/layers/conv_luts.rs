@@ -167,3 +167,74 @@ fn check_arity(arity: usize) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::layers::conv::testing::{self, layer_outputs};
+    use crate::{Layer, SplitMix64};
+
+    #[test]
+    fn a_two_input_table_along_a_padded_row() {
+        // Row 1 0 1, windows of two columns with one column of padding each side: x0 the left, x1 the right column;
+        // the table is x0 AND NOT x1 (entry 1 only).
+        let g = Geometry::new([1, 1, 3], [1, 2], [1, 1], [0, 1]).unwrap();
+        assert_eq!(g.output_size(), [1, 4]);
+        let l = ConvLutLayer::from_unpacked(g, 2, vec![[0, 0, 0], [0, 0, 1]], &[0, 1, 0, 0]).unwrap();
+        assert_eq!(l.unpacked_tables(), [0, 1, 0, 0]);
+        assert_eq!(layer_outputs(Layer::ConvLuts(l), &[vec![1, 0, 1]]), [[0, 1, 0, 1]]);
+    }
+
+    #[test]
+    fn random_layers_match_the_plain_model() {
+        let mut rng = SplitMix64::new(31);
+        for arity in 1..=8 {
+            let g = testing::random_geometry(&mut rng, true);
+            let channels = 1 + (rng.next_u64() % 3) as usize;
+            let leaves = testing::random_leaves(&mut rng, &g, channels * arity);
+            let entries: Vec<u8> = (0..channels << arity).map(|_| (rng.next_u64() & 1) as u8).collect();
+            let l = ConvLutLayer::from_unpacked(g, arity, leaves.clone(), &entries).unwrap();
+            assert_eq!((l.arity(), l.out_channels(), l.leaves()), (arity, channels, &leaves[..]));
+            assert_eq!(l.unpacked_tables(), entries);
+            let inputs = testing::random_bits(&mut rng, 70, g.input_width());
+            let got = layer_outputs(Layer::ConvLuts(l), &inputs);
+            let [_, kh, kw] = [0, g.kernel_size()[0], g.kernel_size()[1]];
+            for (x, out) in inputs.iter().zip(got) {
+                let want = testing::reference(&g, x, |field| {
+                    (0..channels)
+                        .map(|o| {
+                            let address = (leaves[o * arity..(o + 1) * arity].iter().enumerate())
+                                .map(|(j, &[c, dy, dx])| {
+                                    let k = (c as usize * kh + dy as usize) * kw + dx as usize;
+                                    ((field[k] == Some(1)) as usize) << j
+                                })
+                                .sum::<usize>();
+                            entries[(o << arity) + address]
+                        })
+                        .collect()
+                });
+                assert_eq!(out, want, "{g:?}, arity {arity}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_tables_are_rejected() {
+        let g = Geometry::new([1, 2, 2], [2, 2], [1, 1], [0, 0]).unwrap();
+        let message =
+            |arity, leaves: Vec<[u32; 3]>, entries: &[u8]| match ConvLutLayer::from_unpacked(g, arity, leaves, entries)
+            {
+                Err(Error::Network(m)) => m,
+                other => panic!("{other:?}"),
+            };
+        assert!(message(0, vec![], &[]).contains("arity 0, expected 1..=8"));
+        assert!(message(9, vec![], &[]).contains("arity 9"));
+        assert!(message(2, vec![[0, 0, 0]], &[0; 4]).contains("1 leaves, expected a positive multiple of 2"));
+        assert!(message(1, vec![[0, 0, 0]], &[0; 3]).contains("need 2 entries, got 3"));
+        assert!(message(1, vec![[0, 0, 0]], &[0, 2]).contains("value 2, expected 0 or 1"));
+        assert!(message(1, vec![[0, 2, 0]], &[0, 1]).contains("leaf 0 of channel 0 is [0, 2, 0]"));
+        // Packed tables with bits beyond their entries (only a file can hold those).
+        let e = ConvLutLayer::new(g, 1, vec![[0, 0, 0]], vec![0b100]).unwrap_err();
+        assert!(e.to_string().contains("bits set beyond its 2 entries"), "{e}");
+    }
+}

@@ -106,3 +106,61 @@ impl OrPoolLayer {
         self.width().saturating_mul(self.geometry.window() - 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::layers::conv::testing::{self, layer_outputs};
+    use crate::{Error, Layer, SplitMix64};
+
+    fn pool(shape: [usize; 3], kernel: [usize; 2], stride: [usize; 2]) -> Layer {
+        Layer::OrPool(OrPoolLayer::new(shape, kernel, stride).unwrap())
+    }
+
+    #[test]
+    fn windows_or_their_bits_per_channel() {
+        // Channel 0 is 0 0 1 / 0 0 0, channel 1 is 1 0 0 / 0 0 0; windows of 1 x 2 every column.
+        let input = vec![0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0];
+        assert_eq!(layer_outputs(pool([2, 2, 3], [1, 2], [1, 1]), &[input]), [[0, 1, 0, 0, 1, 0, 0, 0]]);
+        // 1 x 1 windows read their input through.
+        let bits = vec![1, 0, 1, 1, 0, 0];
+        assert_eq!(layer_outputs(pool([1, 2, 3], [1, 1], [1, 1]), &[bits.clone()]), [bits]);
+    }
+
+    #[test]
+    fn rows_past_the_last_window_are_not_read() {
+        // 3 x 3, windows 2 x 2 every 2: one window, of the top-left 2 x 2.
+        let layer = OrPoolLayer::new([1, 3, 3], [2, 2], [2, 2]).unwrap();
+        assert_eq!((layer.input_shape(), layer.kernel_size(), layer.stride()), ([1, 3, 3], [2, 2], [2, 2]));
+        assert_eq!(layer.output_size(), [1, 1]);
+        assert_eq!(layer.wires_read(), [0, 1, 3, 4]);
+        let inputs = vec![vec![0, 0, 1, 0, 0, 1, 1, 1, 1], vec![0, 0, 0, 0, 1, 0, 0, 0, 0]];
+        assert_eq!(layer_outputs(Layer::OrPool(layer), &inputs), [[0], [1]]);
+    }
+
+    #[test]
+    fn random_pools_match_the_plain_model() {
+        let mut rng = SplitMix64::new(51);
+        for _ in 0..40 {
+            let g = testing::random_geometry(&mut rng, false);
+            let inputs = testing::random_bits(&mut rng, 70, g.input_width());
+            let layer = pool(g.input_shape(), g.kernel_size(), g.stride());
+            let got = layer_outputs(layer, &inputs);
+            for (x, out) in inputs.iter().zip(got) {
+                let want = testing::reference(&g, x, |field| {
+                    field.chunks(g.window()).map(|window| window.contains(&Some(1)) as u8).collect()
+                });
+                assert_eq!(out, want, "{g:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn windows_larger_than_the_input_are_rejected() {
+        let e = OrPoolLayer::new([1, 2, 2], [3, 1], [1, 1]).unwrap_err();
+        assert!(
+            matches!(&e, Error::Network(m) if m.starts_with("or_pool layer: kernel_size [3, 1] does not fit")),
+            "{e}"
+        );
+    }
+}
