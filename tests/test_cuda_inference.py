@@ -11,6 +11,7 @@ more than 10 000 samples.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from bitlogic import BinaryLayer, BitsEncoder, GateLayer, InputError, LutLayer, 
 from bitlogic.gpu import CudaError, inference
 from bitlogic.gpu.inference import GpuNetwork
 from bitlogic.nn import BinaryLinear, GroupSum, LogicLayer, LUTLayer, Sign, Thermometer
+from bitlogic.spec import ConvBinaryLayer, ConvGateLayer, ConvLutLayer, OrPoolLayer
 from cuda_emulator import Emulator, available
 
 pytestmark = pytest.mark.skipif(not available(), reason="the CPU emulator of the CUDA kernels needs g++")
@@ -174,6 +176,35 @@ def test_a_mixed_stack_matches_the_cpu_engine(emulator: Emulator, optimize: bool
     gnet = _on(net, emulator, optimize)
     for n in SAMPLES:
         _assert_exact(gnet, net, _random_bits(n, 50, seed=100 + n))
+
+
+def _conv_layers(seed: int) -> list[Any]:
+    """Every spatial kind in one stack over a 2 x 9 x 7 image: trees with padding, an OR pool, tables with stride 2,
+    a zero-padded binary convolution and a one-padded one, then a dense gate layer."""
+    rng = np.random.default_rng(seed)
+
+    def leaves(o: int, n: int, c: int, k: int) -> np.ndarray:
+        return np.stack([rng.integers(0, c, (o, n)), rng.integers(0, k, (o, n)), rng.integers(0, k, (o, n))], -1)
+
+    trees = ConvGateLayer((2, 9, 7), leaves(4, 8, 2, 3), rng.integers(0, 16, (4, 7)), (3, 3), (1, 1), (1, 1))
+    pool = OrPoolLayer(trees.output_shape, (2, 2), (1, 1))
+    tables = ConvLutLayer(pool.output_shape, leaves(3, 5, 4, 3), rng.integers(0, 2, (3, 32)), (3, 3), (2, 2), (1, 1))
+    c, h, w = tables.output_shape
+    zero = ConvBinaryLayer(tables.output_shape, rng.integers(0, 2, (5, c * 4)), rng.integers(-3, 4, 5), (2, 2),
+                           (1, 1), (1, 1), pad_value=0)
+    c, h, w = zero.output_shape
+    one = ConvBinaryLayer(zero.output_shape, rng.integers(0, 2, (4, c * 9)), rng.integers(-8, 9, 4), (3, 3), (1, 1),
+                          (1, 1), pad_value=1)
+    width = one.width
+    return [trees, pool, tables, zero, one, GateLayer(rng.integers(0, width, (30, 2)), rng.integers(0, 16, 30))]
+
+
+@pytest.mark.parametrize("optimize", OPTIMIZE)
+def test_a_convolutional_stack_matches_the_cpu_engine(emulator: Emulator, optimize: bool) -> None:
+    net = Network.from_arrays(BitsEncoder(2 * 9 * 7), _conv_layers(seed=4), 3)
+    gnet = _on(net, emulator, optimize)
+    for n in SAMPLES:
+        _assert_exact(gnet, net, _random_bits(n, 2 * 9 * 7, seed=200 + n))
 
 
 @pytest.mark.parametrize("optimize", OPTIMIZE)
@@ -470,3 +501,9 @@ def test_on_the_gpu_nan_features_are_rejected() -> None:
     x[5000, 2] = float("nan")
     with pytest.raises(InputError, match="sample 5000, feature 2 is NaN"):
         _on(net, None).scores(x)
+
+
+@gpu
+def test_on_the_gpu_a_convolutional_stack_matches_the_cpu_engine() -> None:
+    net = Network.from_arrays(BitsEncoder(2 * 9 * 7), _conv_layers(seed=4), 3)
+    _assert_exact(_on(net, None), net, _random_bits(1000, 2 * 9 * 7, seed=5).cuda())
