@@ -360,8 +360,11 @@ mod tests {
         testing::network(147, layers)
     }
 
+    /// A tensor as the writer collects it: name, dtype, shape and bytes.
+    type Tensor = (String, Dtype, Vec<usize>, Vec<u8>);
+
     /// The bytes of `net` with its description and tensors changed by `edit` (the digest recomputed).
-    fn edited(net: &Network, edit: impl FnOnce(&mut Value, &mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) -> Vec<u8> {
+    fn edited(net: &Network, edit: impl FnOnce(&mut Value, &mut Vec<Tensor>)) -> Vec<u8> {
         let bytes = net.to_bytes().unwrap();
         let file = SafeTensors::deserialize(&bytes).unwrap();
         let mut tensors: Vec<_> = (file.tensors().into_iter())
@@ -455,7 +458,7 @@ mod tests {
     #[test]
     fn bad_spatial_tensors_are_format_errors() {
         let net = spatial_network();
-        let tensor = |name: &str, f: &dyn Fn(&mut (String, Dtype, Vec<usize>, Vec<u8>))| {
+        let tensor = |name: &str, f: &dyn Fn(&mut Tensor)| {
             format_error(&edited(&net, |_, tensors| f(tensors.iter_mut().find(|t| t.0 == name).unwrap())))
         };
         let m = tensor("layers.0.leaves", &|t| {

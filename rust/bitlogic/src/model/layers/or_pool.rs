@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(layer_outputs(pool([2, 2, 3], [1, 2], [1, 1]), &[input]), [[0, 1, 0, 0, 1, 0, 0, 0]]);
         // 1 x 1 windows read their input through.
         let bits = vec![1, 0, 1, 1, 0, 0];
-        assert_eq!(layer_outputs(pool([1, 2, 3], [1, 1], [1, 1]), &[bits.clone()]), [bits]);
+        assert_eq!(layer_outputs(pool([1, 2, 3], [1, 1], [1, 1]), std::slice::from_ref(&bits)), [bits]);
     }
 
     #[test]
