@@ -104,7 +104,8 @@ pub fn tree_conv_forward(
         return Ok(());
     }
     let isa = Isa::default_for_machine()?;
-    let ctx = Ctx { plan: &plan, x, coef, grad_out: &[] };
+    let offsets = plan.position_offsets();
+    let ctx = Ctx { plan: &plan, x, coef, grad_out: &[], offsets: &offsets };
     let planes = plan.out_channels;
     let per = (FORWARD_TASK_NODES / (plan.positions() * plan.nodes()).max(1)).clamp(1, planes);
     // One task per sample and run of `per` output channels: its planes are one contiguous run of `out`.
@@ -176,7 +177,8 @@ pub fn tree_conv_backward(
         });
         tasks.push(BackwardTask { samples, grad_x, grad_coef });
     }
-    let ctx = Ctx { plan: &plan, x, coef, grad_out };
+    let offsets = plan.position_offsets();
+    let ctx = Ctx { plan: &plan, x, coef, grad_out, offsets: &offsets };
     if out_work(&plan) <= PARALLEL_MIN {
         tasks.into_iter().for_each(|task| backward_task_isa(isa, task, &ctx));
     } else {
@@ -294,11 +296,11 @@ impl Plan {
         product("output", &[self.batch, self.out_channels, self.positions()])
     }
 
-    /// Where output position `p` (`y' * W' + x'`) reads the padded sample, relative to a leaf's offset.
-    #[inline(always)]
-    fn position_offset(&self, p: usize) -> usize {
-        let (y, x) = (p / self.output[1], p % self.output[1]);
-        y * self.stride[0] * self.padded[1] + x * self.stride[1]
+    /// Where every output position `p = y' * W' + x'` reads the padded sample, relative to a leaf's offset (once per
+    /// call: a division per position costs as much as the tree).
+    fn position_offsets(&self) -> Vec<usize> {
+        let ([ho, wo], [sh, sw], wp) = (self.output, self.stride, self.padded[1]);
+        (0..ho).flat_map(|y| (0..wo).map(move |x| y * sh * wp + x * sw)).collect()
     }
 
     /// Copies sample `x` (`[C, H, W]`) into the interior of `padded`, whose border stays 0.
@@ -336,6 +338,8 @@ struct Ctx<'a> {
     coef: &'a [[f32; 4]],
     /// Empty in the forward pass.
     grad_out: &'a [f32],
+    /// [`Plan::position_offsets`].
+    offsets: &'a [usize],
 }
 
 struct ForwardTask<'a> {
@@ -420,15 +424,10 @@ fn forward_task(task: ForwardTask<'_>, ctx: &Ctx<'_>) {
     let mut padded = vec![0.0f32; plan.padded_len()];
     plan.pad(&ctx.x[task.sample * plan.sample_len()..][..plan.sample_len()], &mut padded);
     let mut nodes = Nodes::new(plan);
-    let mut offsets = vec![0usize; plan.chunk];
     for (k, out) in task.out.chunks_exact_mut(positions).enumerate() {
         let o = task.first_channel + k;
         let (leaf_offsets, coef) = (&plan.leaf_offsets[o * l..][..l], &ctx.coef[o * gates..][..gates]);
-        for (start, out) in (0..positions).step_by(plan.chunk).zip(out.chunks_mut(plan.chunk)) {
-            let offsets = &mut offsets[..out.len()];
-            for (p, offset) in offsets.iter_mut().enumerate() {
-                *offset = plan.position_offset(start + p);
-            }
+        for (offsets, out) in ctx.offsets.chunks(plan.chunk).zip(out.chunks_mut(plan.chunk)) {
             eval_tree(&padded, leaf_offsets, coef, offsets, &mut nodes);
             out.copy_from_slice(nodes.row(plan.nodes() - 1, out.len()));
         }
@@ -462,7 +461,7 @@ fn backward_task(task: BackwardTask<'_>, ctx: &Ctx<'_>) {
                 if g == 0.0 {
                     continue;
                 }
-                offsets[n] = plan.position_offset(p);
+                offsets[n] = ctx.offsets[p];
                 grads.row_mut(plan.nodes() - 1, chunk)[n] = g;
                 n += 1;
                 if n == chunk {
@@ -717,7 +716,8 @@ mod tests {
         }
         let plan = Plan::new(c.shape, c.depth, &c.leaves).unwrap();
         for isa in Isa::supported() {
-            let ctx = Ctx { plan: &plan, x: &c.x, coef: &c.coef, grad_out: &c.g };
+            let offsets = plan.position_offsets();
+            let ctx = Ctx { plan: &plan, x: &c.x, coef: &c.coef, grad_out: &c.g, offsets: &offsets };
             let mut out = vec![0.0; want.as_ref().unwrap().0.len()];
             let per = out.len() / c.shape.input[0];
             for (sample, out) in out.chunks_mut(per).enumerate() {
