@@ -25,7 +25,17 @@ from bitlogic.errors import (
     KernelCompileError,
 )
 from bitlogic.network import Network, load, pack_bits, random_network, supported_isas
-from bitlogic.spec import BinaryLayer, BitsEncoder, GateLayer, LutLayer, ThresholdEncoder
+from bitlogic.spec import (
+    BinaryLayer,
+    BitsEncoder,
+    ConvBinaryLayer,
+    ConvGateLayer,
+    ConvLutLayer,
+    GateLayer,
+    LutLayer,
+    OrPoolLayer,
+    ThresholdEncoder,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -60,6 +70,9 @@ __all__ = [
     "BitlogicError",
     "BitsEncoder",
     "CheckpointError",
+    "ConvBinaryLayer",
+    "ConvGateLayer",
+    "ConvLutLayer",
     "CudaError",
     "DatasetError",
     "ExportError",
@@ -69,6 +82,7 @@ __all__ = [
     "KernelCompileError",
     "LutLayer",
     "Network",
+    "OrPoolLayer",
     "ThresholdEncoder",
     "__version__",
     "compile",
