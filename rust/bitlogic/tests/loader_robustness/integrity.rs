@@ -13,19 +13,21 @@ fn metadata(bytes: &[u8]) -> Value {
     serde_json::from_slice::<Value>(header).unwrap()["__metadata__"].clone()
 }
 
-/// Every file the engine writes is of version 1.1 and records the SHA-256 of its data, computed here independently.
+/// Every file the engine writes is of version 1.2 (whatever kinds it holds) and records the SHA-256 of its data,
+/// computed here independently.
 #[test]
 fn the_writer_records_the_digest_of_the_data() {
-    assert_eq!(FORMAT_VERSION, "1.1");
+    assert_eq!(FORMAT_VERSION, "1.2");
     let nets = [
         template().build(),
+        crate::spatial::spatial_template().build(),
         RefNet { layers: Vec::new(), encoder: RefEncoder::Bits(4), ..template() }.build(),
         random_network(20, &[16, 8], 2, LayerKind::Luts { arity: 3 }, 1).unwrap(),
     ];
     for net in nets {
         let bytes = net.to_bytes().unwrap();
         let metadata = metadata(&bytes);
-        assert_eq!(metadata["format_version"], json!("1.1"));
+        assert_eq!(metadata["format_version"], json!("1.2"));
         let keys: Vec<&String> = metadata.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["data_sha256", "format", "format_version", "network"]);
         let (_, data) = frame(&bytes).unwrap();

@@ -9,6 +9,7 @@
 //! - Targeted tests, one module per part of the file: [`container`], [`repeated_keys`], [`metadata`],
 //!   [`integrity`] (the digest of the data), [`description`], [`tensors`]. Every defect listed in FORMAT.md section
 //!   4 is a format (or version) error whose message names the tensor or key at fault.
+//! - [`spatial`]: the spatial kinds of format 1.2: their keys, geometries, leaves and tensors.
 //! - [`limits`]: headers claiming enormous sizes fail at once, without allocating for them.
 
 #[path = "../common/mod.rs"]
@@ -25,4 +26,5 @@ mod mutate;
 mod mutation;
 mod property;
 mod repeated_keys;
+mod spatial;
 mod tensors;

@@ -29,7 +29,7 @@ pub(crate) fn sample_net(strategy: impl Strategy<Value = RefNet>, seed: u64) -> 
     net
 }
 
-/// Valid files of several kinds: every layer kind, both encoders, no layers, annotations, format 1.0 and 1.1;
+/// Valid files of several kinds: every layer kind (the spatial ones also in image stacks), both encoders, no layers, annotations, format 1.0 and 1.1;
 /// written by the engine and by the independent writer (whose tensor order differs).
 pub(crate) fn base_files() -> Vec<Vec<u8>> {
     let mut nets: Vec<RefNet> = Vec::new();
@@ -40,6 +40,11 @@ pub(crate) fn base_files() -> Vec<Vec<u8>> {
         nets.push(sample_net(network_strategy(kind_strategy().boxed(), 3), seed));
     }
     nets.push(sample_net(network_strategy(kind_strategy().boxed(), 0), 7));
+    // Convolutional stacks over images, and the targeted tests' network of every spatial kind.
+    for seed in 0..3 {
+        nets.push(sample_net(spatial_network_strategy(3, 1), 200 + seed));
+    }
+    nets.push(crate::spatial::spatial_template());
     let mut files = Vec::new();
     for net in &nets {
         files.push(net.build().to_bytes().unwrap());
