@@ -12,6 +12,9 @@ use std::time::Instant;
 /// Words per column: a 64-sample column of 16 input words (1 024 inputs), 8 KiB of rows, in L1.
 const WORDS: usize = 16;
 
+/// 64 samples' input words per column, the weight words, the 64 mismatch counters.
+type Kernel = dyn Fn(&[[u64; 64]; WORDS], &[u64; WORDS], &mut [u64; 64]);
+
 #[inline(always)]
 fn mismatches(rows: &[[u64; 64]; WORDS], weights: &[u64; WORDS], out: &mut [u64; 64]) {
     for (column, &weight) in rows.iter().zip(weights) {
@@ -34,7 +37,7 @@ fn mismatches_avx512(rows: &[[u64; 64]; WORDS], weights: &[u64; WORDS], out: &mu
 }
 
 /// Bit comparisons per second of `kernel`, the best of five runs of about 0.2 s.
-fn rate(kernel: &dyn Fn(&[[u64; 64]; WORDS], &[u64; WORDS], &mut [u64; 64])) -> f64 {
+fn rate(kernel: &Kernel) -> f64 {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = || {
         state ^= state << 13;

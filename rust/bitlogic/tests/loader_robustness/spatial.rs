@@ -27,9 +27,8 @@ pub(crate) fn spatial_template() -> RefNet {
             entries: (0..8).map(|a| (a + o) % 3 == 0).collect(),
         })
         .collect();
-    let filters = (0..2)
-        .map(|o| RefFilter { weights: (0..6).map(|k| (k + o) % 2 == 0).collect(), threshold: o as i32 - 1 })
-        .collect();
+    let filters =
+        (0..2).map(|o| RefFilter { weights: (0..6).map(|k| (k + o) % 2 == 0).collect(), threshold: o - 1 }).collect();
     RefNet {
         encoder: RefEncoder::Bits(50),
         layers: vec![

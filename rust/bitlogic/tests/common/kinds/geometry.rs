@@ -102,7 +102,7 @@ pub fn geometry_strategy(input_shape: [usize; 3], max_padding: usize) -> impl St
 
 /// A shape `[C, H, W]` of exactly `inputs` bits: `C` a divisor up to 4, `H` any divisor of the rest.
 pub fn shape_of_width(inputs: usize) -> impl Strategy<Value = [usize; 3]> {
-    let divisors = |n: usize, max: usize| (1..=n.min(max)).filter(|d| n % d == 0).collect::<Vec<_>>();
+    let divisors = |n: usize, max: usize| (1..=n.min(max)).filter(|d| n.is_multiple_of(*d)).collect::<Vec<_>>();
     prop::sample::select(divisors(inputs, 4)).prop_flat_map(move |c| {
         let rest = inputs / c;
         prop::sample::select(divisors(rest, rest)).prop_map(move |h| [c, h, rest / h])
