@@ -698,7 +698,7 @@ def test_sklearn_sets(name: str) -> None:
     assert ds.name == name
     assert ds.x_train.shape == (total - n_test, features) and ds.x_test.shape == (n_test, features)
     assert ds.x_train.dtype == np.float32 and ds.x_test.dtype == np.float32
-    assert ds.image_shape is None
+    assert ds.image_shape == ((1, 8, 8) if name == "digits" else None)  # digits are 8 x 8 images
     assert ds.y_train.dtype == np.int64 and ds.y_test.dtype == np.int64
     assert ds.x_train.flags.c_contiguous and ds.x_test.flags.c_contiguous
     assert ds.num_classes == classes and ds.num_features == features
