@@ -58,7 +58,8 @@ class Dataset:
     ``low`` and ``high`` are the natural range of the features (0 and 255 for images), for choosing encoder
     thresholds. Images are uint8 rows of ``C*H*W`` pixels, C-contiguous, pixel ``(c, y, x)`` at ``(c*H + y)*W + x``
     (the file format's ``input_shape`` order, and torch's ``nn.Flatten`` of ``[N, C, H, W]``); ``image_shape`` is
-    ``(C, H, W)`` for them (``(1, 28, 28)``, ``(3, 32, 32)``), ``None`` for the scikit-learn sets, which are float32.
+    ``(C, H, W)`` for them (``(1, 28, 28)``, ``(3, 32, 32)``; digits' float32 8 x 8 images ``(1, 8, 8)``), ``None`` for
+    breast-cancer.
     """
 
     name: str
