@@ -36,9 +36,6 @@ from bitlogic.spec import (
     ThresholdEncoder,
 )
 
-#: The format version that added each layer kind; a file of an older version may not hold it.
-KIND_VERSIONS = {"gates": "1.0", "luts": "1.0", "binary": "1.0", "conv_gates": "1.2", "conv_luts": "1.2",
-                 "conv_binary": "1.2", "or_pool": "1.2"}
 SPATIAL = (ConvGateLayer, ConvLutLayer, ConvBinaryLayer, OrPoolLayer)
 
 # safetensors dtype name -> little-endian numpy dtype.
@@ -330,10 +327,6 @@ def is_compact_json(text: str) -> bool:
     return not re.search(r"\s", _STRING.sub('""', text))
 
 
-def _minor(version: str) -> int:
-    return int(version.partition(".")[2])
-
-
 def _window_count(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output positions along one axis: ``floor((size + 2*padding - kernel) / stride) + 1``, which must be >= 1."""
     assert 1 <= kernel <= size + 2 * padding and stride >= 1 and padding >= 0, (size, kernel, stride, padding)
@@ -440,8 +433,7 @@ def read_network(data: bytes) -> DecodedNetwork:
     for i, desc in enumerate(description["layers"]):
         assert desc["sources"] == [i], desc
         kind, w = desc["kind"], desc["width"]
-        if kind in KIND_VERSIONS and _minor(version) < _minor(KIND_VERSIONS[kind]):
-            raise ValueError(f"layers.{i}: the kind {kind!r} needs format {KIND_VERSIONS[kind]}, the file is {version}")
+        # FORMAT.md 2: a kind is read in a file of any 1.x version (writers state the version that introduced it).
         if kind in ("conv_gates", "conv_luts", "conv_binary", "or_pool"):
             spatial, names = _read_spatial(i, desc, tensors, width)
             layers.append(spatial)
