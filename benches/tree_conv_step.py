@@ -5,8 +5,8 @@ The default is a LogicTreeNet-like first layer on MNIST-sized input: B = 100 ima
 alone, and forward + backward through a 2 x 2 max pool (as LogicTreeNet's OR pool while training: 3 of 4 output
 gradients are exactly 0, which the fused backward pass skips) with gradients for the coefficients and, with
 ``--input-grad``, the input. The torch path is ``bitlogic.ops.conv.tree_conv`` with its fused kernel switched off (the
-gather, then one gate layer per tree level, itself on the fused gate kernels), otherwise a plain torch version here; both paths' outputs and gradients are checked equal
-before timing. Figures depend on the machine: report them with it.
+gather, then one gate layer per tree level, itself on the fused gate kernels); both paths' outputs and gradients are
+checked equal before timing. Figures depend on the machine: report them with it.
 
     python benches/tree_conv_step.py [--batch 100] [--channels 16] [--out 32] [--size 28] [--depth 3] [--repeat 20]
 """
@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+import bitlogic.ops.conv as conv_module
 from bitlogic.ops.conv_kernels import fused_tree_conv
 from _machine import cpu_name  # benches/ is the script directory, first on sys.path
 
@@ -28,41 +29,18 @@ Pair = tuple[int, int]
 Conv = Callable[[Tensor, Tensor, Tensor, Pair, Pair, Pair], Tensor]
 
 
-def plain_tree_conv(x: Tensor, leaves: Tensor, coef: Tensor, kernel_size: Pair, stride: Pair, padding: Pair) -> Tensor:
-    """The tree convolution in plain torch: the leaves gathered from the zero-padded input, one gate per node pair,
-    level by level."""
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    xp = F.pad(x, (pw, pw, ph, ph))
-    ho, wo = (xp.shape[2] - kh) // sh + 1, (xp.shape[3] - kw) // sw + 1
-    c, dy, dx = leaves.unbind(-1)
-    nodes = xp[:, c[:, :, None, None], dy[:, :, None, None] + (torch.arange(ho) * sh)[:, None],
-               dx[:, :, None, None] + torch.arange(wo) * sw]
-    first = 0
-    while nodes.shape[2] > 1:
-        half = nodes.shape[2] // 2
-        c0, c1, c2, c3 = (t[None, :, :, None, None] for t in coef[:, first:first + half].unbind(-1))
-        a, b = nodes[:, :, 0::2], nodes[:, :, 1::2]
-        nodes = c0 + c1 * a + (c2 + c3 * a) * b
-        first += half
-    return nodes[:, :, 0]
-
-
 def torch_path() -> tuple[str, Conv]:
     """The reference path: ``bitlogic.ops.conv.tree_conv`` with its fused kernel switched off (the gather, then one
-    :func:`bitlogic.ops.logic.gates` call per tree level), or the plain version here where that module is absent."""
-    try:
-        import bitlogic.ops.conv as conv_module  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return "plain torch (this script)", plain_tree_conv
+    :func:`bitlogic.ops.logic.gates` call per tree level)."""
 
     def unfused(x: Tensor, leaves: Tensor, coef: Tensor, kernel_size: Pair, stride: Pair, padding: Pair) -> Tensor:
         saved = getattr(conv_module, "fused_tree_conv")
         setattr(conv_module, "fused_tree_conv", lambda *args: None)  # ops.conv imported it by name
         try:
-            out: Tensor = conv_module.tree_conv(x, leaves, coef, kernel_size, stride, padding)
+            return conv_module.tree_conv(x, leaves, coef, kernel_size, stride, padding)
         finally:
             setattr(conv_module, "fused_tree_conv", saved)
-        return out
+
     return "ops.conv.tree_conv, gather + gate layers", unfused
 
 

@@ -147,6 +147,14 @@ impl Geometry {
         (0..read.len() as u32).filter(|&w| read[w as usize]).collect()
     }
 
+    /// The input bits that `leaves` read at some position, ascending and once each.
+    pub(crate) fn wires_of_leaves(&self, leaves: &[[u32; 3]]) -> Vec<u32> {
+        let mut fields: Vec<usize> = leaves.iter().map(|&l| self.field_index(l)).collect();
+        fields.sort_unstable();
+        fields.dedup();
+        self.wires_read(fields.into_iter())
+    }
+
     /// The output of a layer of `channels` output channels, computed position by position: `at(p)` gives the
     /// signals of position `p`, one per channel, and channel `o` of position `p` is output bit `o*H'*W' + p`.
     pub(crate) fn unroll(&self, channels: usize, mut at: impl FnMut(usize) -> Vec<Signal>) -> Vec<Signal> {

@@ -114,10 +114,7 @@ impl ConvGateLayer {
 
     /// The input bits the leaves read at some position.
     pub(crate) fn wires_read(&self) -> Vec<u32> {
-        let mut fields: Vec<usize> = self.leaves.iter().map(|&l| self.geometry.field_index(l)).collect();
-        fields.sort_unstable();
-        fields.dedup();
-        self.geometry.wires_read(fields.into_iter())
+        self.geometry.wires_of_leaves(&self.leaves)
     }
 
     /// Every tree at every position: `2^depth - 1` two-input function nodes, padded leaves reading FALSE.

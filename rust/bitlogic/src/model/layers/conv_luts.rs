@@ -125,10 +125,7 @@ impl ConvLutLayer {
 
     /// The input bits the leaves read at some position.
     pub(crate) fn wires_read(&self) -> Vec<u32> {
-        let mut fields: Vec<usize> = self.leaves.iter().map(|&l| self.geometry.field_index(l)).collect();
-        fields.sort_unstable();
-        fields.dedup();
-        self.geometry.wires_read(fields.into_iter())
+        self.geometry.wires_of_leaves(&self.leaves)
     }
 
     /// Every table at every position: one function node of the table's arity (split later like the `luts` kind's),
