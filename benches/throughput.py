@@ -169,7 +169,7 @@ def measure(label: str, model: nn.Module, x: np.ndarray, args: argparse.Namespac
     print(f"export {export_seconds:.2f} s, optimizing passes {prepare_seconds:.3f} s: {before['ops']:,} operations -> "
           f"{after['ops']:,}, {before['slots']:,} slots -> {after['slots']:,}, binary rows {before['binary_rows']:,} "
           f"-> {after['binary_rows']:,}")
-    print("passes: " + ", ".join(f"{name} {count:,}" for name, count in stats["passes"].items()))
+    print("passes: " + ", ".join(f"{name} {count:,}" for name, count in optimization["passes"].items()))
     n = len(x)
     expected = net.predict(x, threads=1)
     rows: list[tuple[str, float, str]] = []
