@@ -70,7 +70,7 @@ test-kernels-asan: build
 
 # The fast loop: everything here also runs in make test.
 CHECK_PYTEST := tests/test_api.py tests/test_format.py tests/test_golden.py tests/test_reference.py tests/test_engine_vs_reference.py \
-	tests/test_nn_export.py
+	tests/test_nn_export.py tests/test_nn_conv.py tests/test_conv_reference.py
 check: lint lint-imports
 	cargo test -p bitlogic --profile test-release --locked
 	$(PY) -m mypy
